@@ -21,6 +21,7 @@ from . import notebook
 # -- tokenizer exports --
 from .tokenizer import Tokenizer, get_tokenizer, tokenize
 # -- preprocess exports --
+from .preprocess import IMAGE_MEAN, IMAGE_STD, MAX_ASPECT_RATIO, Preprocess, load_image, transform
 # -- weights exports --
 from .checkpoint import read_state_dict
 from .download import download, download_weights
