@@ -24,9 +24,10 @@ from .tokenizer import Tokenizer, get_tokenizer, tokenize
 from .preprocess import IMAGE_MEAN, IMAGE_STD, MAX_ASPECT_RATIO, Preprocess, load_image, transform
 # -- weights exports --
 from .checkpoint import read_state_dict
-from .download import download, download_weights
+from .download import download_weights  # the module clip_ref.download also holds download(url, sha256)
 from .loading import load
 # -- loss exports --
+from .loss import contrastive_loss
 # -- zeroshot exports --
 # zero_shot_classifier stays in clip_ref.zeroshot: importing that module here would make
 # `python -m clip_ref.zeroshot` warn that the module was imported before it ran.
