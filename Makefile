@@ -1,0 +1,40 @@
+# Two entry points (see README): `make book` sets up and builds the book; `make test` sets up and runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup book test test-fast browser benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --no-deps -e .
+	touch $@
+
+# Notebooks render from their stored outputs (CI re-executes them under nbval); warnings are errors.
+book: setup
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is built: open _build/html/index.html"
+
+# Headless Chromium for the browser test of the built pages (Debian's package; needs root).
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# Unit, parity and property tests, every chapter under nbval (strict), and the built pages in a browser.
+test: book browser
+	$(BIN)/python -m pytest tests chapters --nbval --nbval-current-env \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
+
+# The Python tests alone, without notebooks or the browser.
+test-fast: setup
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+benchmark: setup
+	$(BIN)/python benchmarks/encoder_throughput.py
+
+clean:
+	rm -rf _build
