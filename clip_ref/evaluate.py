@@ -1,0 +1,297 @@
+"""Zero-shot evaluation: top-1 and top-5 accuracy of a CLIP classifier over a dataset (paper §3.1.4-§3.1.5).
+
+Evaluation is split in two steps, because the image side is the expensive one and does not depend on
+the prompts: :func:`image_features` runs the image encoder once over a dataset, and :func:`accuracy`
+scores any number of zero-shot classifiers (single prompt, 7 templates, 80 templates) against the
+stored features. :func:`evaluate` does both.
+
+Class indices are the contract between a dataset and a classifier: target ``t`` must be column ``t``
+of ``W [E, C]``. :func:`image_folder` reads the two layouts of ImageNet's validation images and
+gets that contract right for both:
+
+* ImageNet-1k validation, one folder per WordNet id (``n01440764`` ...): sorted names are the standard
+  class order 0..999.
+* ImageNetV2, one folder per class index, named ``0`` .. ``999``. Sorted as strings these come out
+  ``0, 1, 10, 100, 101, ...``, so torchvision's ``ImageFolder`` would silently assign folder ``10`` the
+  label 2. Here a folder named by a number gets that number as its label.
+
+The command line entry point, ``python -m clip_ref.zeroshot`` (or ``python -m clip_ref.evaluate``),
+loads a model by name or checkpoint path and prints a table of top-1 and top-5 for each template set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import ImageFolder
+from tqdm import tqdm
+
+from .imagenet import IMAGENET_CLASSNAMES, TEMPLATE_SETS
+from .zeroshot import zero_shot_classifier
+
+__all__ = ["Features", "image_features", "accuracy", "evaluate", "image_folder", "main"]
+
+
+@dataclass
+class Features:
+    """Normalised image features of a whole dataset, their labels, and how long they took."""
+
+    features: torch.Tensor  # [N, E] float32, L2-normalised, on the CPU
+    targets: torch.Tensor  # [N] int64 class indices
+    seconds: float  # wall-clock time of the pass: data loading and encoding together
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.targets) / self.seconds if self.seconds > 0 else math.inf
+
+
+def _loader(data: Union[Dataset, DataLoader], batch_size: int, workers: int, device: torch.device) -> DataLoader:
+    if isinstance(data, DataLoader):
+        return data
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+@torch.no_grad()
+def image_features(
+    model: torch.nn.Module,
+    data: Union[Dataset, DataLoader],
+    batch_size: int = 256,
+    workers: int = 0,
+    device: Union[str, torch.device, None] = None,
+    amp: Optional[bool] = None,
+    progress: bool = True,
+) -> Features:
+    """Encode every image of ``data`` (items ``(image [3, H, W], target)``) with ``model.encode_image``.
+
+    Args:
+        data: a ``Dataset`` (batched here, in order, with ``workers`` loader processes) or a ready ``DataLoader``.
+        device: defaults to the model's device.
+        amp: run the encoder under ``torch.autocast`` in float16; defaults to True on CUDA, False elsewhere.
+            (Released weights converted to fp16 run in fp16 either way.)
+        progress: show a progress bar over the images.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if amp is None:
+        amp = device.type == "cuda"
+    loader = _loader(data, batch_size, workers, device)
+    try:
+        total = len(loader.dataset)
+    except TypeError:  # an iterable dataset without a length
+        total = None
+    dtype = getattr(model, "dtype", None) or next(model.parameters()).dtype
+
+    features, targets = [], []
+    start = time.perf_counter()
+    with tqdm(total=total, unit="img", disable=not progress, leave=False, desc="images") as bar:
+        for images, labels in loader:
+            images = images.to(device, dtype=dtype, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                encoded = model.encode_image(images)  # [B, E]
+            features.append(F.normalize(encoded.float(), dim=-1).cpu())
+            targets.append(torch.as_tensor(labels, dtype=torch.long).cpu())
+            bar.update(len(images))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    if not features:
+        raise ValueError("the dataset is empty")
+    return Features(torch.cat(features), torch.cat(targets), seconds)
+
+
+@torch.no_grad()
+def accuracy(
+    features: Union[Features, torch.Tensor],
+    targets: Optional[torch.Tensor],
+    classifier: torch.Tensor,
+    topk: Sequence[int] = (1, 5),
+    chunk_size: int = 4096,
+) -> dict[int, float]:
+    """Top-k accuracy (fractions in [0, 1]) of the zero-shot ``classifier [E, C]`` on normalised features.
+
+    ``features`` is a :class:`Features` (then ``targets`` must be None) or a tensor ``[N, E]`` with
+    ``targets [N]``. A ``k`` larger than C counts every image as correct, as it must. A target outside
+    ``0..C-1`` raises: it means the dataset's classes and the classifier's columns do not match.
+    """
+    if isinstance(features, Features):
+        if targets is not None:
+            raise ValueError("pass targets either inside Features or separately, not both")
+        features, targets = features.features, features.targets
+    if features.ndim != 2 or classifier.ndim != 2 or features.shape[1] != classifier.shape[0]:
+        raise ValueError(
+            f"features [N, E] and classifier [E, C] do not fit: {tuple(features.shape)} @ {tuple(classifier.shape)}"
+        )
+    if len(features) != len(targets):
+        raise ValueError(f"{len(features)} features but {len(targets)} targets")
+    num_classes = classifier.shape[1]
+    if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(
+            f"targets range over {int(targets.min())}..{int(targets.max())}, but the classifier has "
+            f"{num_classes} classes: the dataset's class indices do not match the class names"
+        )
+    weights = classifier.float().cpu()
+    correct = {k: 0 for k in topk}
+    for start in range(0, len(features), chunk_size):
+        logits = features[start : start + chunk_size].float() @ weights  # [n, C]
+        labels = targets[start : start + chunk_size]
+        ranked = logits.topk(min(max(topk), num_classes), dim=-1).indices  # [n, k], best first
+        hits = ranked == labels[:, None]
+        for k in topk:
+            correct[k] += int(hits[:, :k].any(dim=-1).sum())
+    return {k: correct[k] / len(targets) for k in topk}
+
+
+def evaluate(
+    model: torch.nn.Module,
+    classifier: torch.Tensor,
+    data: Union[Dataset, DataLoader],
+    **kwargs,
+) -> dict:
+    """Encode ``data`` and score ``classifier`` on it: ``{"top1", "top5", "images", "seconds", "images_per_second"}``.
+
+    Keyword arguments go to :func:`image_features`. Accuracies are fractions in [0, 1].
+    """
+    result = image_features(model, data, **kwargs)
+    scores = accuracy(result, None, classifier)
+    return {
+        "top1": scores[1],
+        "top5": scores[5],
+        "images": len(result.targets),
+        "seconds": result.seconds,
+        "images_per_second": result.images_per_second,
+    }
+
+
+def _numbered_classes(directory: str) -> tuple[list[str], dict[str, int]]:
+    names = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and not entry.name.startswith("."))
+    if not names:
+        raise FileNotFoundError(f"no class folders in {directory}")
+    numeric = [name.isdecimal() for name in names]
+    if any(numeric) and not all(numeric):
+        odd = [name for name, is_number in zip(names, numeric) if not is_number][:5]
+        raise ValueError(
+            f"{directory} mixes numbered class folders with named ones ({odd}); the class indices are ambiguous"
+        )
+    if not all(numeric):  # ImageNet-1k layout: WordNet ids, whose sorted order is the class order
+        return names, {name: index for index, name in enumerate(names)}
+    indices = {name: int(name) for name in names}
+    if len(set(indices.values())) != len(indices):
+        raise ValueError(f"{directory} has two folders for the same class number (e.g. '7' and '007')")
+    names.sort(key=int)
+    return names, indices
+
+
+class _IndexedImageFolder(ImageFolder):
+    # Defined at module level so that data-loader workers started with "spawn" can pickle it.
+    def find_classes(self, directory):
+        return _numbered_classes(directory)
+
+
+def image_folder(root: Union[str, os.PathLike], transform=None) -> ImageFolder:
+    """An ImageFolder dataset whose targets are the classifier's column indices (see the module docstring).
+
+    Folders named by numbers (ImageNetV2: ``0`` .. ``999``) are labelled with their number; otherwise
+    the sorted folder names are numbered 0, 1, ... as ImageNet-1k's WordNet-id folders expect.
+    """
+    return _IndexedImageFolder(os.fspath(root), transform=transform)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _load_model(name_or_path: str, device: torch.device):
+    from clip_ref.loading import load
+
+    return load(name_or_path, device=device)
+
+
+def _read_classnames(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        names = [line.strip() for line in handle if line.strip()]
+    if not names:
+        raise ValueError(f"{path} holds no class names")
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m clip_ref.zeroshot",
+        description="Zero-shot top-1/top-5 accuracy of a CLIP model on an image folder (ImageNet val or ImageNetV2).",
+    )
+    parser.add_argument("--model", default="ViT-B/32", help="a released model name or a local checkpoint path")
+    parser.add_argument("--data", required=True, help="root of an ImageFolder: one folder per class")
+    parser.add_argument(
+        "--templates",
+        nargs="+",
+        default=["80"],
+        choices=list(TEMPLATE_SETS),
+        help="template sets to compare: 'name' (bare class name), '1' ('a photo of a {}.'), '7', '80'",
+    )
+    parser.add_argument("--classnames", help="text file with one class name per line (default: ImageNet's 1000)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def _check_layout(dataset, classnames: Sequence[str]) -> None:
+    numbered = all(name.isdecimal() for name in dataset.classes)
+    if numbered:
+        largest = max(dataset.class_to_idx.values())
+        if largest >= len(classnames):
+            raise ValueError(f"folder {largest} is out of range for {len(classnames)} class names")
+    elif len(dataset.classes) != len(classnames):
+        raise ValueError(
+            f"{len(dataset.classes)} class folders but {len(classnames)} class names: with named folders "
+            "the sorted folder order is the class order, so every class needs its folder"
+        )
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], Features]:
+    """Evaluate as the command line asks: one result row per template set, and the image features."""
+    device = torch.device(args.device)
+    classnames = _read_classnames(args.classnames) if args.classnames else list(IMAGENET_CLASSNAMES)
+    model, preprocess = _load_model(args.model, device)
+    dataset = image_folder(args.data, transform=preprocess)
+    _check_layout(dataset, classnames)
+    features = image_features(
+        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress
+    )
+    rows = []
+    for key in args.templates:
+        templates = TEMPLATE_SETS[key]
+        classifier = zero_shot_classifier(model, classnames, templates, device=device, progress=not args.no_progress)
+        scores = accuracy(features, None, classifier)
+        rows.append({"templates": key, "count": len(templates), "top1": scores[1], "top5": scores[5]})
+    return rows, features
+
+
+def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
+    args = _parser().parse_args(argv)
+    rows, features = run(args)
+    print(f"model {args.model} | data {args.data} | {len(features.targets)} images | device {args.device}")
+    print(f"{'templates':<10} {'count':>5} {'top-1 %':>8} {'top-5 %':>8}")
+    for row in rows:
+        print(f"{row['templates']:<10} {row['count']:>5} {100 * row['top1']:>8.2f} {100 * row['top5']:>8.2f}")
+    print(f"image encoding: {features.seconds:.1f} s, {features.images_per_second:.1f} images/s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
