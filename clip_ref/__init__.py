@@ -29,6 +29,5 @@ from .loading import load
 # -- loss exports --
 from .loss import contrastive_loss
 # -- zeroshot exports --
-# zero_shot_classifier stays in clip_ref.zeroshot: importing that module here would make
-# `python -m clip_ref.zeroshot` warn that the module was imported before it ran.
+from .zeroshot import zero_shot_classifier
 from .imagenet import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_7

@@ -14,8 +14,8 @@ probabilities, so an ensemble of 80 templates costs exactly one classifier at in
 
 Shapes: C classes, K templates, b classes per batch, L context length, E embedding dim.
 
-The command line evaluation, ``python -m clip_ref.zeroshot``, lives with the evaluation loop in
-:mod:`clip_ref.evaluate`; this module only runs it when executed as a script.
+The command line evaluation, ``python -m clip_ref.zeroshot`` (``zeroshot/__main__.py``), lives with the
+evaluation loop in :mod:`clip_ref.evaluate`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .tokenizer import tokenize
+from ..tokenizer import tokenize
 
 Template = Union[str, Callable[[str], str]]
 
@@ -130,8 +130,3 @@ def zero_shot_classifier(
             bar.update(len(batch))
     return torch.cat(columns).T.contiguous().to(device)  # [C, E] -> [E, C]
 
-
-if __name__ == "__main__":  # python -m clip_ref.zeroshot: the command line is the top of the stack
-    from clip_ref.evaluate import main
-
-    main()
