@@ -1,0 +1,234 @@
+"""A toy image-caption dataset, generated in code, for training CLIP from scratch on a laptop (paper §2.2).
+
+CLIP learns from (image, text) pairs found on the internet, 400 million of them. The toy world keeps the
+idea and shrinks the scale: each image shows one object with four attributes (shape, colour, size and
+position) and its caption names them in one of several wordings, so the text encoder has to read
+language, not look up a label. Everything is drawn from seeded generators: the same arguments always give
+the same images and captions, with no download.
+
+Some shape-colour combinations (``HELD_OUT``, a third of them) never appear in training, while every shape
+and every colour does. Classifying images of those combinations among *all* combinations, with prompts
+such as "a red circle", tests zero-shot transfer in miniature (paper §3.1): the model has seen red
+things and circles, never a red circle, and never a label.
+
+Shapes: N images, R resolution, L context length.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .preprocess import IMAGE_MEAN, IMAGE_STD
+from .tokenizer import tokenize
+
+__all__ = [
+    "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
+    "DEFAULT_TEMPLATE", "SPLITS", "ToyCaptions", "class_prompts", "prompt_template", "render", "normalize",
+]
+
+# Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
+SHAPES = ("circle", "square", "triangle", "heart", "cross", "ring")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
+SIZES = ("small", "large")
+POSITIONS = ("top left", "top right", "bottom left", "bottom right", "centre")
+
+# Every (shape, colour) pair; a combination's index in this list is its class label.
+COMBINATIONS = tuple((shape, colour) for shape in SHAPES for colour in COLOURS)
+# Two "diagonals" of the 6 x 6 table are held out: 12 of 36 combinations (a third). Each shape then pairs
+# with 4 colours in training and each colour with 4 shapes, so every attribute is still learned.
+HELD_OUT = tuple((SHAPES[i], COLOURS[(i + k) % len(COLOURS)]) for k in (0, 3) for i in range(len(SHAPES)))
+SEEN = tuple(c for c in COMBINATIONS if c not in HELD_OUT)
+
+# Base colours (RGB, 0-255); each object gets a small random jitter around its colour.
+_RGB = {
+    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 235),
+    "yellow": (235, 225, 40), "purple": (150, 60, 210), "orange": (250, 140, 20),
+}
+# Radius as a fraction of the image side, and the centre of each position.
+_RADIUS = {"small": (0.11, 0.15), "large": (0.19, 0.23)}
+_CENTRE = {"top left": (0.28, 0.28), "top right": (0.72, 0.28), "bottom left": (0.28, 0.72),
+           "bottom right": (0.72, 0.72), "centre": (0.5, 0.5)}  # (x, y), y downwards
+
+# Wordings: the caption of an image is one template filled with synonyms of its attributes.
+_SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
+_WHERE_WORDS = {
+    "top left": ("in the top left", "at the top left", "in the upper left corner"),
+    "top right": ("in the top right", "at the top right", "in the upper right corner"),
+    "bottom left": ("in the bottom left", "at the bottom left", "in the lower left corner"),
+    "bottom right": ("in the bottom right", "at the bottom right", "in the lower right corner"),
+    "centre": ("in the centre", "in the middle", "at the center"),
+}
+TEMPLATES = (
+    "a {size} {colour} {shape} {where}",
+    "a {colour} {shape} {where}",
+    "a {size} {colour} {shape}",
+    "a {colour} {shape}",
+    "{where} there is a {size} {colour} {shape}",
+    "a {size} {shape} {where}, coloured {colour}",
+    "a {shape} in {colour} {where}",
+    "a photo of a {size} {colour} {shape}",
+    "the {shape} is {colour} and {size}",
+    "there is a {colour} {shape} {where}",
+)
+# Zero-shot classes are named "red circle", "blue square", ...: CLASSNAMES[label] names COMBINATIONS[label].
+CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
+# The zero-shot prompt: a class name, worded like a caption ("a red circle", "an orange cross").
+DEFAULT_TEMPLATE = "a {}"
+
+SPLITS = ("train", "seen", "heldout")
+_SPLIT_STREAM = {"train": 0, "seen": 1, "heldout": 2}  # each split draws from its own random stream
+
+# CLIP's image normalisation, so toy images enter the model exactly as photographs would.
+_MEAN = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGE_STD).view(3, 1, 1)
+
+
+def _with_articles(text: str) -> str:
+    """'a orange' -> 'an orange': captions should read like English."""
+    words = text.split(" ")
+    for i, word in enumerate(words[:-1]):
+        if word == "a" and words[i + 1][:1] in "aeiou":
+            words[i] = "an"
+    return " ".join(words)
+
+
+def prompt_template(template: str = DEFAULT_TEMPLATE):
+    """A template for :func:`clip_ref.zeroshot.zero_shot_classifier` that also fixes "a" before a vowel.
+
+    ``prompt_template("a photo of a {}")("orange ring") == "a photo of an orange ring"``.
+    """
+    if template.count("{}") != 1:
+        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name")
+
+    def fill(classname: str) -> str:
+        return _with_articles(template.format(classname))
+
+    fill.__name__ = fill.__qualname__ = f"prompt_template({template!r})"
+    return fill
+
+
+def class_prompts(template: str = DEFAULT_TEMPLATE) -> list:
+    """The prompt of every class, in label order: ``class_prompts()[label]`` describes ``COMBINATIONS[label]``."""
+    fill = prompt_template(template)
+    return [fill(name) for name in CLASSNAMES]
+
+
+def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Inside-the-shape mask from coordinates u, v in units of the radius around the centre (v downwards)."""
+    au, av = u.abs(), v.abs()
+    if shape == "circle":
+        return u * u + v * v <= 1.0
+    if shape == "square":  # of about the circle's area
+        return torch.maximum(au, av) <= 0.86
+    if shape == "triangle":  # apex up
+        return (v <= 0.75) & (au <= (v + 1.0) / 1.75)
+    if shape == "cross":
+        return ((au <= 0.34) | (av <= 0.34)) & (torch.maximum(au, av) <= 1.0)
+    if shape == "heart":  # the classic curve (x^2 + y^2 - 1)^3 <= x^2 y^3, with y upwards
+        x, y = 1.2 * u, 0.15 - 1.2 * v
+        return (x * x + y * y - 1) ** 3 <= x * x * y ** 3
+    if shape == "ring":
+        return (u * u + v * v <= 1.0) & (u * u + v * v >= 0.55 ** 2)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int, generator) -> torch.Tensor:
+    """Draw N objects on noisy grey backgrounds -> uint8 images [N, 3, R, R].
+
+    ``colours_rgb`` [N, 3] and ``backgrounds`` [N] are in 0-255; ``radii`` [N] and ``centres`` [N, 2]
+    (x, y) are fractions of the side. Shapes are drawn at twice the resolution and averaged down, which
+    smooths their edges.
+    """
+    n, s = len(shape_ids), 2 * resolution
+    grid = (torch.arange(s, dtype=torch.float32) + 0.5) / s  # pixel centres in [0, 1]
+    u = ((grid.view(1, 1, s) - centres[:, 0].view(n, 1, 1)) / radii.view(n, 1, 1)).expand(n, s, s)
+    v = ((grid.view(1, s, 1) - centres[:, 1].view(n, 1, 1)) / radii.view(n, 1, 1)).expand(n, s, s)
+    inside = torch.zeros(n, 1, s, s)  # [N, 1, S, S]
+    for k, shape in enumerate(SHAPES):
+        chosen = shape_ids == k
+        inside[chosen, 0] = _inside(shape, u[chosen], v[chosen]).float()
+    inside = F.avg_pool2d(inside, 2)  # [N, 1, R, R], anti-aliased coverage
+    noise = torch.randn(n, 1, resolution, resolution, generator=generator) * 6.0
+    background = noise.add_(backgrounds.view(n, 1, 1, 1))  # [N, 1, R, R]
+    image = torch.addcmul(background, inside, colours_rgb.view(n, 3, 1, 1) - background)  # [N, 3, R, R]
+    return image.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 3, R, R] -> float tensors normalised with CLIP's per-channel mean and std."""
+    return (images.float() / 255 - _MEAN) / _STD
+
+
+class ToyCaptions(torch.utils.data.Dataset):
+    """A seeded set of toy (image, caption) pairs. Item ``i`` is ``(image [3, R, R] float, tokens [L])``.
+
+    Args:
+        split: ``"train"`` (only the ``SEEN`` combinations), ``"seen"`` (fresh images of the seen
+            combinations, for testing) or ``"heldout"`` (images of the ``HELD_OUT`` combinations).
+        size: number of pairs N.
+        seed: the same seed, split and size always give the same data; splits never share images.
+        resolution: image side R in pixels.
+        context_length: token sequence length L; must fit the longest caption (it does from 20 up).
+
+    Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L], ``captions`` (strings),
+    ``labels`` (index into ``COMBINATIONS``), ``shape_ids``, ``colour_ids``, ``size_ids``, ``position_ids``.
+    """
+
+    def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
+                 context_length: int = 20):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if size < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        self.split, self.size, self.seed, self.resolution = split, size, seed, resolution
+        g = torch.Generator().manual_seed(seed * len(SPLITS) + _SPLIT_STREAM[split])
+
+        combos = list(HELD_OUT if split == "heldout" else SEEN)
+        pick = torch.randint(len(combos), (size,), generator=g)
+        self.labels = torch.tensor([COMBINATIONS.index(combos[i]) for i in pick.tolist()])
+        self.shape_ids = self.labels // len(COLOURS)
+        self.colour_ids = self.labels % len(COLOURS)
+        self.size_ids = torch.randint(len(SIZES), (size,), generator=g)
+        self.position_ids = torch.randint(len(POSITIONS), (size,), generator=g)
+
+        low = torch.tensor([_RADIUS[s][0] for s in SIZES])[self.size_ids]
+        high = torch.tensor([_RADIUS[s][1] for s in SIZES])[self.size_ids]
+        radii = low + (high - low) * torch.rand(size, generator=g)
+        centres = torch.tensor([_CENTRE[p] for p in POSITIONS])[self.position_ids]
+        centres = centres + (torch.rand(size, 2, generator=g) - 0.5) * 0.08
+        rgb = torch.tensor([_RGB[c] for c in COLOURS], dtype=torch.float32)[self.colour_ids]
+        rgb = (rgb + torch.randn(size, 3, generator=g) * 12).clamp(0, 255)
+        backgrounds = torch.rand(size, generator=g) * 70  # dark to mid grey
+
+        images = []
+        for start in range(0, size, 1024):  # in chunks, to bound the memory of the supersampled masks
+            part = slice(start, start + 1024)
+            images.append(render(self.shape_ids[part], rgb[part], radii[part], centres[part],
+                                 backgrounds[part], resolution, g))
+        self.images = torch.cat(images)
+
+        template = torch.randint(len(TEMPLATES), (size,), generator=g).tolist()
+        size_word = torch.randint(6, (size,), generator=g).tolist()  # reduced modulo the synonyms available
+        where_word = torch.randint(6, (size,), generator=g).tolist()
+        self.captions = []
+        for i in range(size):
+            size_name, where_name = SIZES[self.size_ids[i]], POSITIONS[self.position_ids[i]]
+            sizes, wheres = _SIZE_WORDS[size_name], _WHERE_WORDS[where_name]
+            text = TEMPLATES[template[i]].format(
+                shape=SHAPES[self.shape_ids[i]], colour=COLOURS[self.colour_ids[i]],
+                size=sizes[size_word[i] % len(sizes)], where=wheres[where_word[i] % len(wheres)])
+            self.captions.append(_with_articles(text))
+        # Few distinct captions: tokenise each once.
+        unique = sorted(set(self.captions))
+        table = tokenize(unique, context_length=context_length)
+        row = {caption: i for i, caption in enumerate(unique)}
+        self.tokens = table[torch.tensor([row[c] for c in self.captions])]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int):
+        return normalize(self.images[index]), self.tokens[index]
