@@ -27,44 +27,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's weights and reference builders
+from support import open_clip_model, perturbed_state_dict, random_tokens, relative_error  # noqa: E402
 
-from clip_ref import CLIP, CLIPConfig, build_model  # noqa: E402
+from clip_ref import CLIPConfig, build_model  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def random_state_dict(config: CLIPConfig, seed: int = 0) -> dict:
-    """OpenAI-format random weights: the initialisation, with noise so that no tensor is trivially 0 or 1."""
-    torch.manual_seed(seed)
-    state_dict = CLIP(config).state_dict()
-    generator = torch.Generator().manual_seed(seed)
-    for key, tensor in state_dict.items():
-        if tensor.is_floating_point():
-            if key.endswith("running_var"):
-                state_dict[key] = 0.5 + torch.rand(tensor.shape, generator=generator)
-            else:
-                state_dict[key] = tensor + 0.02 * torch.randn(tensor.shape, generator=generator)
-    return state_dict
-
-
-def open_clip_model(state_dict: dict):
-    from open_clip.model import build_model_from_openai_state_dict
-
-    model = build_model_from_openai_state_dict(dict(state_dict), quick_gelu=True, cast_dtype=None).float()
-    model.load_state_dict(state_dict, strict=True)  # the builder rounds through fp16; take the exact weights
-    return model.eval()
-
-
-def random_tokens(batch: int, context_length: int, generator: torch.Generator) -> torch.Tensor:
-    """Caption-like rows: start token, 5 to 30 random ids, end token, zero padding."""
-    rows = torch.zeros(batch, context_length, dtype=torch.long)
-    lengths = torch.randint(5, 31, (batch,), generator=generator)
-    for i, length in enumerate(lengths.tolist()):
-        rows[i, 0] = 49406
-        rows[i, 1 : length + 1] = torch.randint(0, 49406, (length,), generator=generator)
-        rows[i, length + 1] = 49407
-    return rows
 
 
 def synchronize(device: torch.device) -> None:
@@ -82,25 +52,20 @@ def time_call(fn, iterations: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / iterations
 
 
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
-
-
 def benchmark(name, args, device, generator) -> list:
     config = CLIPConfig.from_name(name)
-    state_dict = random_state_dict(config)
-    fp32 = {"clip_ref": build_model(state_dict), "open_clip": open_clip_model(state_dict)}
+    state_dict = perturbed_state_dict(config)
+    fp32 = {"clip_ref": build_model(state_dict), "open_clip": open_clip_model(config, state_dict)}
     images = torch.randn(args.batch_size, 3, config.image_resolution, config.image_resolution,
                          generator=generator).to(device)
-    texts = random_tokens(args.batch_size, config.context_length, generator).to(device)
+    texts = random_tokens(args.batch_size, config.context_length).to(device)
     rows = []
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
         for mode in args.modes:
             models = {}
             for impl, model in fp32.items():
-                copy = build_model(model.state_dict()) if impl == "clip_ref" else open_clip_model(state_dict)
+                copy = build_model(model.state_dict()) if impl == "clip_ref" else open_clip_model(config, state_dict)
                 copy = copy.to(device)
                 models[impl] = copy.to(dtype) if mode == "cast" else copy
 

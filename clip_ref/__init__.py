@@ -5,29 +5,32 @@ The public API mirrors OpenAI's ``clip`` module: ``available_models``, ``load``,
 ``build_model``, plus the model classes, the contrastive loss and zero-shot helpers.
 
 Modules, in the order data flows (lower modules never import higher ones):
-tokenizer, preprocess -> layers -> resnet, vit -> config, model -> checkpoint, download,
-loading -> loss, zeroshot -> toy_data, train, evaluate.
+tokenizer, preprocess -> layers -> resnet, vit -> config, model -> checkpoint, download, loading
+-> loss, evaluate, probe -> zeroshot -> toy_data, train -> toy. (``notebook`` holds the chapters' helpers.)
 """
 
 __version__ = "0.1.0"
 
-# -- model exports --
-from .config import CLIPConfig, StateDictMismatchError, available_models, config_from_state_dict
-from .layers import LayerNorm, QuickGELU, ResidualAttentionBlock, Transformer
-from .model import CLIP, build_model, convert_weights
-from .resnet import AttentionPool2d, Bottleneck, ModifiedResNet
-from .vit import VisionTransformer
 from . import notebook
-# -- tokenizer exports --
-from .tokenizer import Tokenizer, get_tokenizer, tokenize
-# -- preprocess exports --
-from .preprocess import IMAGE_MEAN, IMAGE_STD, MAX_ASPECT_RATIO, Preprocess, load_image, transform
-# -- weights exports --
 from .checkpoint import read_state_dict
+from .config import CLIPConfig, StateDictMismatchError, available_models, config_from_state_dict
 from .download import download_weights  # the module clip_ref.download also holds download(url, sha256)
-from .loading import load
-# -- loss exports --
-from .loss import contrastive_loss
-# -- zeroshot exports --
-from .zeroshot import zero_shot_classifier
 from .imagenet import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_7
+from .layers import LayerNorm, QuickGELU, ResidualAttentionBlock, Transformer
+from .loading import load
+from .loss import contrastive_loss
+from .model import CLIP, build_model, convert_weights
+from .preprocess import IMAGE_MEAN, IMAGE_STD, MAX_ASPECT_RATIO, Preprocess, load_image, normalize, transform
+from .resnet import AttentionPool2d, Bottleneck, ModifiedResNet
+from .tokenizer import Tokenizer, get_tokenizer, tokenize
+from .vit import VisionTransformer
+
+
+def __getattr__(name):
+    # zero_shot_classifier is imported on first use, not here: ``python -m clip_ref.zeroshot`` runs that
+    # module as a script, and runpy warns when the package has already imported it under its own name.
+    if name == "zero_shot_classifier":
+        from .zeroshot import zero_shot_classifier
+
+        return zero_shot_classifier
+    raise AttributeError(f"module 'clip_ref' has no attribute {name!r}")

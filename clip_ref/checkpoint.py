@@ -27,7 +27,7 @@ import pickle
 import re
 import sys
 import zipfile
-from typing import Dict, Mapping, Optional
+from typing import Mapping
 
 import torch
 
@@ -69,7 +69,7 @@ def checkpoint_format(path) -> str:
                           f"a safetensors file or a torch.save state dict; the file starts with {head!r})")
 
 
-def read_state_dict(path, *, strip_prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+def read_state_dict(path, *, strip_prefix: str | None = None) -> dict[str, torch.Tensor]:
     """Read any supported checkpoint file into ``{name: tensor}`` on the CPU, dtypes as stored.
 
     A ``torch.save`` file may hold the state dict itself, or a dictionary with no tensors of its own whose
@@ -88,7 +88,7 @@ def read_state_dict(path, *, strip_prefix: Optional[str] = None) -> Dict[str, to
     return _check_names(state_dict, path, strip_prefix)
 
 
-def _read_safetensors(path: str) -> Dict[str, torch.Tensor]:
+def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
     try:
         from safetensors.torch import load_file
     except ImportError:
@@ -97,7 +97,7 @@ def _read_safetensors(path: str) -> Dict[str, torch.Tensor]:
     return load_file(path, device="cpu")
 
 
-def _read_torch_save(path: str) -> Dict[str, torch.Tensor]:
+def _read_torch_save(path: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -112,7 +112,7 @@ def _read_torch_save(path: str) -> Dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def _check_names(state_dict: Mapping, path: str, strip_prefix: Optional[str]) -> Dict[str, torch.Tensor]:
+def _check_names(state_dict: Mapping, path: str, strip_prefix: str | None) -> dict[str, torch.Tensor]:
     for key, value in state_dict.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: expected names mapped to tensors, found {key!r}: "
@@ -244,8 +244,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, root: str, path: str):
         super().__init__(file)
         self.archive, self.root, self.path = archive, root, path
-        self.classes: Dict[str, type] = {}
-        self.storages: Dict[str, torch.UntypedStorage] = {}
+        self.classes: dict[str, type] = {}
+        self.storages: dict[str, torch.UntypedStorage] = {}
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
@@ -327,7 +327,7 @@ def _read_declaration(archive: zipfile.ZipFile, root: str, qualified_name: str, 
     return _ClassDeclaration(is_module, declared.get("__parameters__", []), declared.get("__buffers__", []))
 
 
-def read_torchscript_state_dict(path) -> Dict[str, torch.Tensor]:
+def read_torchscript_state_dict(path) -> dict[str, torch.Tensor]:
     """The parameters and buffers of a ``torch.jit.save`` archive, named as its ``state_dict()`` names them.
 
     Equivalent to ``torch.jit.load(path, map_location="cpu").state_dict()`` (same names, order, dtypes and
@@ -354,7 +354,7 @@ def read_torchscript_state_dict(path) -> Dict[str, torch.Tensor]:
                 raise CheckpointError(f"{path}: cannot read data.pkl: {type(err).__name__}: {err}") from None
         if not isinstance(tree, _ScriptObject):
             raise CheckpointError(f"{path}: data.pkl holds {type(tree).__name__}, not a TorchScript module")
-        declarations: Dict[str, _ClassDeclaration] = {}
+        declarations: dict[str, _ClassDeclaration] = {}
 
         def declaration(obj: _ScriptObject) -> _ClassDeclaration:
             if obj.qualified_name not in declarations:
@@ -363,7 +363,7 @@ def read_torchscript_state_dict(path) -> Dict[str, torch.Tensor]:
 
         if not declaration(tree).is_module:
             raise CheckpointError(f"{path}: the archive's top object {tree.qualified_name} is not a module")
-        state_dict: Dict[str, torch.Tensor] = {}
+        state_dict: dict[str, torch.Tensor] = {}
         _collect(tree, "", declaration, state_dict, path, ancestors=())
     return state_dict
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple, Union
+from typing import Mapping
 
 import torch
+
+from .tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
 
 
 @dataclass(frozen=True)
@@ -20,14 +22,14 @@ class CLIPConfig:
 
     embed_dim: int  # E: the joint embedding both encoders project into
     image_resolution: int  # R: input images are R x R
-    vision_layers: Union[int, Tuple[int, int, int, int]]  # ViT depth, or blocks per ResNet stage
+    vision_layers: int | tuple[int, int, int, int]  # ViT depth, or blocks per ResNet stage
     vision_width: int  # ViT width D, or ResNet stem width
-    vision_patch_size: Optional[int]  # ViT patch side P; None for a ResNet
+    vision_patch_size: int | None  # ViT patch side P; None for a ResNet
     transformer_width: int  # text Transformer width
     transformer_heads: int
     transformer_layers: int
-    context_length: int = 77
-    vocab_size: int = 49408
+    context_length: int = CONTEXT_LENGTH  # L: 77 for every released model
+    vocab_size: int = VOCAB_SIZE  # V: the BPE vocabulary, 49,408 tokens
 
     def __post_init__(self):
         if isinstance(self.vision_layers, (list, tuple)):
@@ -47,6 +49,11 @@ class CLIPConfig:
         # Heads of 64 channels each: the ViT's width, or the 32x-wider ResNet output that the pool attends over.
         return self.vision_width // 64 if self.is_vit else self.vision_width * 32 // 64
 
+    def metadata(self) -> dict:
+        """The non-tensor entries of OpenAI's archives (``METADATA_KEYS``), as this config implies them."""
+        return {"input_resolution": self.image_resolution, "context_length": self.context_length,
+                "vocab_size": self.vocab_size}
+
     @classmethod
     def from_name(cls, name: str) -> "CLIPConfig":
         """The configuration of a released model, e.g. ``CLIPConfig.from_name("ViT-B/32")``."""
@@ -56,24 +63,25 @@ class CLIPConfig:
             raise ValueError(f"unknown model {name!r}; available models: {available_models()}") from None
 
 
-def _resnet(embed_dim, resolution, layers, width, text_width, text_heads):
-    return CLIPConfig(embed_dim, resolution, tuple(layers), width, None, text_width, text_heads, 12)
-
-
-def _vit(embed_dim, resolution, layers, width, patch, text_width, text_heads):
-    return CLIPConfig(embed_dim, resolution, layers, width, patch, text_width, text_heads, 12)
+def _released(embed_dim: int, resolution: int, layers, width: int, patch: int | None, text_width: int,
+              text_heads: int) -> CLIPConfig:
+    # Every released text encoder has 12 layers (paper, Table 19 and 20 of the appendix).
+    return CLIPConfig(embed_dim=embed_dim, image_resolution=resolution, vision_layers=layers, vision_width=width,
+                      vision_patch_size=patch, transformer_width=text_width, transformer_heads=text_heads,
+                      transformer_layers=12)
 
 
 RELEASED_CONFIGS = {
-    "RN50": _resnet(1024, 224, (3, 4, 6, 3), 64, 512, 8),
-    "RN101": _resnet(512, 224, (3, 4, 23, 3), 64, 512, 8),
-    "RN50x4": _resnet(640, 288, (4, 6, 10, 6), 80, 640, 10),
-    "RN50x16": _resnet(768, 384, (6, 8, 18, 8), 96, 768, 12),
-    "RN50x64": _resnet(1024, 448, (3, 15, 36, 10), 128, 1024, 16),
-    "ViT-B/32": _vit(512, 224, 12, 768, 32, 512, 8),
-    "ViT-B/16": _vit(512, 224, 12, 768, 16, 512, 8),
-    "ViT-L/14": _vit(768, 224, 24, 1024, 14, 768, 12),
-    "ViT-L/14@336px": _vit(768, 336, 24, 1024, 14, 768, 12),
+    #                              E   R    vision layers     width  P     text D  H
+    "RN50": _released(1024, 224, (3, 4, 6, 3), 64, None, 512, 8),
+    "RN101": _released(512, 224, (3, 4, 23, 3), 64, None, 512, 8),
+    "RN50x4": _released(640, 288, (4, 6, 10, 6), 80, None, 640, 10),
+    "RN50x16": _released(768, 384, (6, 8, 18, 8), 96, None, 768, 12),
+    "RN50x64": _released(1024, 448, (3, 15, 36, 10), 128, None, 1024, 16),
+    "ViT-B/32": _released(512, 224, 12, 768, 32, 512, 8),
+    "ViT-B/16": _released(512, 224, 12, 768, 16, 512, 8),
+    "ViT-L/14": _released(768, 224, 24, 1024, 14, 768, 12),
+    "ViT-L/14@336px": _released(768, 336, 24, 1024, 14, 768, 12),
 }
 
 
@@ -82,7 +90,7 @@ def available_models() -> list:
     return list(RELEASED_CONFIGS)
 
 
-# Entries of OpenAI's archives that describe the model but are not parameters.
+# Entries of OpenAI's archives that describe the model but are not parameters (see CLIPConfig.metadata).
 METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 

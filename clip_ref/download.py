@@ -38,7 +38,6 @@ import urllib.parse
 import urllib.request
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 __all__ = ["CACHE_ENV", "OFFLINE_ENV", "RELEASED", "ChecksumError", "DownloadError", "OfflineError",
            "ReleasedWeights", "cache_dir", "download", "download_weights", "file_sha256", "is_offline"]
@@ -105,7 +104,7 @@ def cache_dir(root=None) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(root)))
 
 
-def is_offline(offline: Optional[bool] = None) -> bool:
+def is_offline(offline: bool | None = None) -> bool:
     """``offline`` if given, else whether ``$CLIP_REF_OFFLINE`` is set to 1/true/yes/on."""
     if offline is not None:
         return bool(offline)
@@ -130,8 +129,8 @@ _RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError,
               _Truncated)
 
 
-def download(url: str, sha256: str, root=None, *, filename: Optional[str] = None,
-             offline: Optional[bool] = None, progress: bool = True, retries: int = 4, timeout: float = 30.0,
+def download(url: str, sha256: str, root=None, *, filename: str | None = None,
+             offline: bool | None = None, progress: bool = True, retries: int = 4, timeout: float = 30.0,
              backoff: float = 1.0) -> str:
     """Fetch ``url`` into the cache directory, verify its SHA256, and return the local path.
 
@@ -250,7 +249,7 @@ def _release_named(name: str) -> ReleasedWeights:
         raise ValueError(f"unknown model {name!r}; released models: {list(RELEASED)}") from None
 
 
-def download_weights(name: str, root=None, *, source: str = "auto", offline: Optional[bool] = None,
+def download_weights(name: str, root=None, *, source: str = "auto", offline: bool | None = None,
                      progress: bool = True) -> str:
     """The local path of a released model's weights, downloaded and verified if needed.
 

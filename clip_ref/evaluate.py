@@ -15,19 +15,16 @@ gets that contract right for both:
   ``0, 1, 10, 100, 101, ...``, so torchvision's ``ImageFolder`` would silently assign folder ``10`` the
   label 2. Here a folder named by a number gets that number as its label.
 
-The command line entry point, ``python -m clip_ref.zeroshot`` (or ``python -m clip_ref.evaluate``),
-loads a model by name or checkpoint path and prints a table of top-1 and top-5 for each template set.
+The command line, ``python -m clip_ref.zeroshot``, lives with the classifier in :mod:`clip_ref.zeroshot`.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import ImageFolder
 from tqdm import tqdm
 
-from .imagenet import IMAGENET_CLASSNAMES, TEMPLATE_SETS
-from .zeroshot import zero_shot_classifier
-
-__all__ = ["Features", "image_features", "accuracy", "evaluate", "image_folder", "main"]
+__all__ = ["Features", "image_features", "accuracy", "evaluate", "image_folder"]
 
 
 @dataclass
@@ -54,7 +48,7 @@ class Features:
         return len(self.targets) / self.seconds if self.seconds > 0 else math.inf
 
 
-def _loader(data: Union[Dataset, DataLoader], batch_size: int, workers: int, device: torch.device) -> DataLoader:
+def _loader(data: Dataset | DataLoader, batch_size: int, workers: int, device: torch.device) -> DataLoader:
     if isinstance(data, DataLoader):
         return data
     return DataLoader(
@@ -70,11 +64,11 @@ def _loader(data: Union[Dataset, DataLoader], batch_size: int, workers: int, dev
 @torch.no_grad()
 def image_features(
     model: torch.nn.Module,
-    data: Union[Dataset, DataLoader],
+    data: Dataset | DataLoader,
     batch_size: int = 256,
     workers: int = 0,
-    device: Union[str, torch.device, None] = None,
-    amp: Optional[bool] = None,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
     progress: bool = True,
 ) -> Features:
     """Encode every image of ``data`` (items ``(image [3, H, W], target)``) with ``model.encode_image``.
@@ -116,8 +110,8 @@ def image_features(
 
 @torch.no_grad()
 def accuracy(
-    features: Union[Features, torch.Tensor],
-    targets: Optional[torch.Tensor],
+    features: Features | torch.Tensor,
+    targets: torch.Tensor | None,
     classifier: torch.Tensor,
     topk: Sequence[int] = (1, 5),
     chunk_size: int = 4096,
@@ -159,7 +153,7 @@ def accuracy(
 def evaluate(
     model: torch.nn.Module,
     classifier: torch.Tensor,
-    data: Union[Dataset, DataLoader],
+    data: Dataset | DataLoader,
     **kwargs,
 ) -> dict:
     """Encode ``data`` and score ``classifier`` on it: ``{"top1", "top5", "images", "seconds", "images_per_second"}``.
@@ -202,96 +196,10 @@ class _IndexedImageFolder(ImageFolder):
         return _numbered_classes(directory)
 
 
-def image_folder(root: Union[str, os.PathLike], transform=None) -> ImageFolder:
+def image_folder(root: str | os.PathLike, transform=None) -> ImageFolder:
     """An ImageFolder dataset whose targets are the classifier's column indices (see the module docstring).
 
     Folders named by numbers (ImageNetV2: ``0`` .. ``999``) are labelled with their number; otherwise
     the sorted folder names are numbered 0, 1, ... as ImageNet-1k's WordNet-id folders expect.
     """
     return _IndexedImageFolder(os.fspath(root), transform=transform)
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _load_model(name_or_path: str, device: torch.device):
-    from clip_ref.loading import load
-
-    return load(name_or_path, device=device)
-
-
-def _read_classnames(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        names = [line.strip() for line in handle if line.strip()]
-    if not names:
-        raise ValueError(f"{path} holds no class names")
-    return names
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m clip_ref.zeroshot",
-        description="Zero-shot top-1/top-5 accuracy of a CLIP model on an image folder (ImageNet val or ImageNetV2).",
-    )
-    parser.add_argument("--model", default="ViT-B/32", help="a released model name or a local checkpoint path")
-    parser.add_argument("--data", required=True, help="root of an ImageFolder: one folder per class")
-    parser.add_argument(
-        "--templates",
-        nargs="+",
-        default=["80"],
-        choices=list(TEMPLATE_SETS),
-        help="template sets to compare: 'name' (bare class name), '1' ('a photo of a {}.'), '7', '80'",
-    )
-    parser.add_argument("--classnames", help="text file with one class name per line (default: ImageNet's 1000)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return parser
-
-
-def _check_layout(dataset, classnames: Sequence[str]) -> None:
-    numbered = all(name.isdecimal() for name in dataset.classes)
-    if numbered:
-        largest = max(dataset.class_to_idx.values())
-        if largest >= len(classnames):
-            raise ValueError(f"folder {largest} is out of range for {len(classnames)} class names")
-    elif len(dataset.classes) != len(classnames):
-        raise ValueError(
-            f"{len(dataset.classes)} class folders but {len(classnames)} class names: with named folders "
-            "the sorted folder order is the class order, so every class needs its folder"
-        )
-
-
-def run(args: argparse.Namespace) -> tuple[list[dict], Features]:
-    """Evaluate as the command line asks: one result row per template set, and the image features."""
-    device = torch.device(args.device)
-    classnames = _read_classnames(args.classnames) if args.classnames else list(IMAGENET_CLASSNAMES)
-    model, preprocess = _load_model(args.model, device)
-    dataset = image_folder(args.data, transform=preprocess)
-    _check_layout(dataset, classnames)
-    features = image_features(
-        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress
-    )
-    rows = []
-    for key in args.templates:
-        templates = TEMPLATE_SETS[key]
-        classifier = zero_shot_classifier(model, classnames, templates, device=device, progress=not args.no_progress)
-        scores = accuracy(features, None, classifier)
-        rows.append({"templates": key, "count": len(templates), "top1": scores[1], "top5": scores[5]})
-    return rows, features
-
-
-def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
-    args = _parser().parse_args(argv)
-    rows, features = run(args)
-    print(f"model {args.model} | data {args.data} | {len(features.targets)} images | device {args.device}")
-    print(f"{'templates':<10} {'count':>5} {'top-1 %':>8} {'top-5 %':>8}")
-    for row in rows:
-        print(f"{row['templates']:<10} {row['count']:>5} {100 * row['top1']:>8.2f} {100 * row['top5']:>8.2f}")
-    print(f"image encoding: {features.seconds:.1f} s, {features.images_per_second:.1f} images/s")
-    return rows
-
-
-if __name__ == "__main__":
-    main()

@@ -60,7 +60,7 @@ class MultiheadSelfAttention(nn.Module):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
-        self.width, self.heads = width, heads
+        self.heads = heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
         self.out_proj = nn.Linear(width, width)
@@ -117,7 +117,6 @@ class Transformer(nn.Module):
 
     def __init__(self, width: int, layers: int, heads: int, causal: bool = False):
         super().__init__()
-        self.width, self.layers, self.heads, self.causal = width, layers, heads, causal
         self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, causal) for _ in range(layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

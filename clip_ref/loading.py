@@ -10,7 +10,7 @@ paired with the preprocessing at the resolution the checkpoint was trained at.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable
 
 import torch
 
@@ -22,9 +22,9 @@ from .preprocess import transform
 __all__ = ["load"]
 
 
-def load(name_or_path: Union[str, os.PathLike], device: Union[str, torch.device, None] = None,
-         download_root: Optional[Union[str, os.PathLike]] = None, *, source: str = "auto",
-         offline: Optional[bool] = None, progress: bool = True) -> Tuple[CLIP, Callable]:
+def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+         download_root: str | os.PathLike | None = None, *, source: str = "auto",
+         offline: bool | None = None, progress: bool = True) -> tuple[CLIP, Callable]:
     """Load a CLIP model and its image preprocessing.
 
     Args:

@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["MAX_LOGIT_SCALE", "all_gather_with_grad", "contrastive_loss", "local_contrastive_loss"]
+__all__ = ["MAX_LOGIT_SCALE", "all_gather_with_grad", "check_equal_batches", "contrastive_loss",
+           "local_contrastive_loss"]
 
 # The paper clips the multiplier applied to the logits at 100 ("to prevent scaling the logits by more
 # than 100"). The training loop enforces it by clamping the log-parameter at ln(100) after each step.
@@ -67,10 +68,22 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return _AllGatherWithGrad.apply(tensor).flatten(0, 1)  # (W, n, E) -> (W*n, E)
 
 
-def _check_logit_scale(logit_scale) -> torch.Tensor | float:
-    if torch.is_tensor(logit_scale) and logit_scale.numel() != 1:
-        raise ValueError(f"logit_scale must be a scalar, got shape {tuple(logit_scale.shape)}")
-    value = float(logit_scale.detach()) if torch.is_tensor(logit_scale) else float(logit_scale)
+def _check_logit_scale(logit_scale: torch.Tensor | float) -> torch.Tensor | float:
+    """Refuse a multiplier that is not positive or exceeds 100: it means the raw log-parameter was passed,
+    or the clamp was forgotten, and training would go on silently with the wrong objective.
+
+    Checking a value means reading it. For a Python number or a CPU tensor that is free; for a tensor on a
+    GPU it would wait for the GPU on every training step, so there only the shape is checked (the training
+    loop's clamp keeps the value in range).
+    """
+    if torch.is_tensor(logit_scale):
+        if logit_scale.numel() != 1:
+            raise ValueError(f"logit_scale must be a scalar, got shape {tuple(logit_scale.shape)}")
+        if logit_scale.device.type != "cpu":
+            return logit_scale.reshape(())
+        value = float(logit_scale.detach())
+    else:
+        value = float(logit_scale)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"logit_scale is the positive multiplier exp(t) of the logits, got {value}; "
@@ -82,6 +95,22 @@ def _check_logit_scale(logit_scale) -> torch.Tensor | float:
             "clamp the log-parameter at ln(100) after each optimiser step (see clip_ref.train)"
         )
     return logit_scale.reshape(()) if torch.is_tensor(logit_scale) else value
+
+
+def check_equal_batches(n: int, device: torch.device | str = "cpu") -> None:
+    """Raise on every process unless all processes hold ``n`` pairs (call it once, before training).
+
+    The distributed loss stacks every process's embeddings, so all must contribute the same number of rows.
+    Checking costs a collective operation and a wait for the device; a training loop checks once, not on
+    every step: a ``DistributedSampler`` with ``drop_last=True`` and an even split keep it true.
+    """
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([n], device=device))
+    if any(int(s) != n for s in sizes):
+        raise ValueError(
+            f"every process must hold the same number of pairs, got {[int(s) for s in sizes]}; "
+            "use a DistributedSampler and drop the last incomplete batch"
+        )
 
 
 def _check_features(image_features: torch.Tensor, text_features: torch.Tensor) -> None:
@@ -138,7 +167,8 @@ def contrastive_loss(
         distributed: the N rows are this process's share of a batch split over a ``torch.distributed``
             process group. Embeddings are all-gathered with gradients and the returned loss is this
             process's share; the mean over processes (as DistributedDataParallel takes of gradients) equals
-            the single-process loss on the whole batch. All processes need the same N.
+            the single-process loss on the whole batch. Every process must hold the same number of pairs
+            (check it once with :func:`check_equal_batches`; it is not checked on every call).
 
     Returns:
         The scalar loss, mean of the image-to-text and text-to-image cross-entropies.
@@ -156,13 +186,6 @@ def contrastive_loss(
             "(torch.distributed.init_process_group, e.g. under torchrun); use distributed=False in one process"
         )
     n = image_features.shape[0]
-    sizes = [torch.zeros(1, dtype=torch.long, device=image_features.device) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, torch.tensor([n], device=image_features.device))
-    if any(int(s) != n for s in sizes):
-        raise ValueError(
-            f"every process must hold the same number of pairs, got {[int(s) for s in sizes]}; "
-            "use a DistributedSampler and drop the last incomplete batch"
-        )
     image_all = all_gather_with_grad(image_features)  # (W*n, E), in rank order
     text_all = all_gather_with_grad(text_features)
     offset = dist.get_rank() * n  # this process's pairs sit at rows rank*n ... rank*n + n - 1

@@ -11,7 +11,7 @@ Shapes: B images, T texts, L = context length, D text width, E embedding dim.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Tuple
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -27,7 +27,6 @@ class CLIP(nn.Module):
         super().__init__()
         self.config = config
         self.context_length = config.context_length
-        self.vocab_size = config.vocab_size
 
         if config.is_vit:
             self.visual = VisionTransformer(
@@ -68,7 +67,7 @@ class CLIP(nn.Module):
                 for block in stage:
                     nn.init.zeros_(block.bn3.weight)
 
-        width, layers = self.transformer.width, self.transformer.layers
+        width, layers = self.config.transformer_width, self.config.transformer_layers
         proj_std = width ** -0.5 * (2 * layers) ** -0.5  # residual outputs shrink with depth (GPT-2)
         attn_std = width ** -0.5
         fc_std = (2 * width) ** -0.5
@@ -108,7 +107,7 @@ class CLIP(nn.Module):
         x = x[torch.arange(x.shape[0], device=x.device), eot]  # [T, D]
         return x @ self.text_projection  # [T, E]
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled cosine similarities: ``(logits_per_image [B, T], logits_per_text [T, B])``."""
         image_features = self.encode_image(image)
         text_features = self.encode_text(text)
@@ -143,11 +142,11 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
     """
     config = config_from_state_dict(state_dict)
     tensors = dict(state_dict)
+    implied_by_shapes = config.metadata()
     for key in METADATA_KEYS:
         if key in tensors:
             value = int(tensors.pop(key))
-            implied = {"input_resolution": config.image_resolution, "context_length": config.context_length,
-                       "vocab_size": config.vocab_size}[key]
+            implied = implied_by_shapes[key]
             if value != implied:
                 raise StateDictMismatchError(f"the entry {key}={value} contradicts the tensor shapes, "
                                              f"which imply {key}={implied}")

@@ -74,6 +74,7 @@ from PIL import Image, ImageOps
 __all__ = [
     "IMAGE_MEAN",
     "IMAGE_STD",
+    "normalize",
     "MAX_ASPECT_RATIO",
     "Preprocess",
     "transform",
@@ -198,7 +199,7 @@ def _as_image(source: ImageSource) -> Image.Image:
     )
 
 
-def load_image(source: Union[str, os.PathLike, BinaryIO]) -> Image.Image:
+def load_image(source: str | os.PathLike | BinaryIO) -> Image.Image:
     """Open an image file and return it as 8-bit RGB, the way a person sees it (see module table)."""
     return prepare_image(_as_image(source)).convert("RGB")
 
@@ -241,6 +242,23 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
 
 
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Normalise each channel with CLIP's ``IMAGE_MEAN`` and ``IMAGE_STD``: the last step of preprocessing.
+
+    ``pixels [..., 3, H, W]`` are uint8 (0-255, divided by 255 here) or floats in [0, 1]; the result is
+    float32. The one place where the normalisation is written: ``Preprocess`` and the toy data use it.
+    """
+    if pixels.ndim < 3 or pixels.shape[-3] != 3:
+        raise ValueError(f"expected RGB pixels [..., 3, H, W], got shape {list(pixels.shape)}")
+    if pixels.dtype == torch.uint8:
+        pixels = pixels.to(torch.float32).div(255)
+    elif not pixels.is_floating_point():
+        raise TypeError(f"expected uint8 or floating-point pixels, got {pixels.dtype}")
+    mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(IMAGE_STD, dtype=torch.float32, device=pixels.device).view(3, 1, 1)
+    return (pixels.to(torch.float32) - mean) / std
+
+
 class Preprocess:
     """Callable: image (PIL image, path or binary file) -> normalized float32 tensor [3, n_px, n_px]."""
 
@@ -250,13 +268,11 @@ class Preprocess:
         if n_px < 1:
             raise ValueError(f"n_px must be positive, got {n_px}")
         self.n_px = n_px
-        self.mean = torch.tensor(IMAGE_MEAN, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(IMAGE_STD, dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, source: ImageSource) -> torch.Tensor:
         image = prepare_image(_as_image(source))
         image = resize_and_center_crop(image, self.n_px).convert("RGB")
-        return (image_to_tensor(image) - self.mean) / self.std
+        return normalize(image_to_tensor(image))
 
     def __repr__(self) -> str:
         n = self.n_px

@@ -65,7 +65,7 @@ class AttentionPool2d(nn.Module):
 
     def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int | None = None):
         super().__init__()
-        self.spacial_dim, self.num_heads = spacial_dim, num_heads
+        self.num_heads = num_heads
         # One position for the mean token plus G*G for the grid.
         self.positional_embedding = nn.Parameter(torch.randn(spacial_dim ** 2 + 1, embed_dim) / embed_dim ** 0.5)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
@@ -100,7 +100,7 @@ class ModifiedResNet(nn.Module):
     def __init__(self, layers: Sequence[int], output_dim: int, heads: int, input_resolution: int = 224,
                  width: int = 64):
         super().__init__()
-        self.output_dim, self.input_resolution = output_dim, input_resolution
+        self.input_resolution = input_resolution
 
         # Stem: three 3x3 convolutions (the first with stride 2), then a 2x2 average pool: /4 in all.
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)

@@ -22,7 +22,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         if input_resolution % patch_size:
             raise ValueError(f"resolution {input_resolution} is not a multiple of the patch size {patch_size}")
-        self.input_resolution, self.patch_size, self.output_dim = input_resolution, patch_size, output_dim
+        self.input_resolution, self.patch_size = input_resolution, patch_size
         grid = input_resolution // patch_size
         scale = width ** -0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)

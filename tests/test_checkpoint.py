@@ -17,30 +17,11 @@ from torch import nn
 
 from clip_ref.checkpoint import (CheckpointError, UnsafeCheckpointError, checkpoint_format, read_state_dict,
                                  read_torchscript_state_dict)
-from support import TINY_RESNET, TINY_VIT, openai_model, perturbed_state_dict, random_tokens
+from support import TINY_RESNET, TINY_VIT, perturbed_state_dict
+from support_files import Payload, mark, rewrite_archive, traced_openai_archive
 
 # --------------------------------------------------------------------------------------------------------
-# Archive helpers (also used by test_load.py)
-
-
-def traced_openai_archive(path, config=TINY_VIT, dtype=torch.float32, seed=0):
-    """Trace OpenAI's reference CLIP with random weights and save it like the release (with its metadata
-    buffers). Returns the eager fp32 model that was traced."""
-    model = openai_model(config, perturbed_state_dict(config, seed=seed))
-    # The released archives carry these three as buffers; clip_ref's build_model checks and drops them.
-    del model.context_length, model.vocab_size  # plain int attributes in OpenAI's code
-    model.register_buffer("input_resolution", torch.tensor(config.image_resolution))
-    model.register_buffer("context_length", torch.tensor(config.context_length))
-    model.register_buffer("vocab_size", torch.tensor(config.vocab_size))
-    images = torch.randn(2, 3, config.image_resolution, config.image_resolution)
-    texts = random_tokens(2, config.context_length)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.* deprecation warnings
-        traced = torch.jit.trace(model, (images, texts), check_trace=False)
-        if dtype != torch.float32:
-            traced = traced.to(dtype)
-        torch.jit.save(traced, str(path))
-    return model
+# Archive helpers
 
 
 def jit_state_dict(path) -> Dict[str, torch.Tensor]:
@@ -48,19 +29,6 @@ def jit_state_dict(path) -> Dict[str, torch.Tensor]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.load(str(path), map_location="cpu").state_dict()
-
-
-def rewrite_archive(src, dst, replace: Dict[str, bytes]):
-    """Copy a zip, replacing (or, with value None, dropping) the entries whose names end with a key."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            for suffix, data in replace.items():
-                if info.filename.endswith(suffix):
-                    if data is not None:
-                        zout.writestr(info.filename, data)
-                    break
-            else:
-                zout.writestr(info.filename, zin.read(info.filename))
 
 
 def assert_same_state_dict(actual, expected, ordered=True):
@@ -165,21 +133,6 @@ def test_shared_storage_views_come_back_as_views(tmp_path):
 
 # --------------------------------------------------------------------------------------------------------
 # Malicious files: the payload would run under plain pickle, and must not run here
-
-
-def mark(path):  # the "arbitrary function" a malicious test pickle calls
-    with open(path, "w") as f:
-        f.write("ran")
-
-
-class Payload:
-    """Pickles as a call of ``function(argument)``."""
-
-    def __init__(self, function, argument):
-        self.function, self.argument = function, argument
-
-    def __reduce__(self):
-        return self.function, (self.argument,)
 
 
 def payloads(flag):

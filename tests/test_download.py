@@ -6,19 +6,18 @@ server error or a 404, send fewer bytes than its Content-Length, or stall past t
 
 import dataclasses
 import hashlib
-import http.server
 import importlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict, deque
 from pathlib import Path
 
 import pytest
 
 from clip_ref.config import available_models
+from support_files import FakeHub, LoopbackServer
 from clip_ref.download import (RELEASED, ChecksumError, DownloadError, OfflineError, cache_dir, download,
                                download_weights)
 
@@ -27,54 +26,6 @@ dl = importlib.import_module("clip_ref.download")
 CONTENT = os.urandom(300_000) + b"end"
 SHA = hashlib.sha256(CONTENT).hexdigest()
 FAST = dict(backoff=0.01, progress=False)  # retries without real waiting
-
-
-class LoopbackServer:
-    """Serves ``files`` on 127.0.0.1; ``misbehave[path]`` is a queue of actions for the next requests."""
-
-    def __init__(self):
-        self.files = {}
-        self.misbehave = defaultdict(deque)
-        self.requests = []
-        self.gate = None  # a threading.Barrier: hold responses until that many requests are in flight
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(self.path)
-                action = server.misbehave[self.path].popleft() if server.misbehave[self.path] else "ok"
-                body = server.files.get(self.path)
-                if body is None or action == "404":
-                    self.send_error(404)
-                    return
-                if action == "500":
-                    self.send_error(500)
-                    return
-                if server.gate is not None:
-                    server.gate.wait(timeout=60)
-                if action == "stall":
-                    time.sleep(1.0)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if action == "truncate":
-                    body = body[: len(body) // 2]  # then the connection closes (HTTP/1.0)
-                self.wfile.write(body)
-
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs=dict(poll_interval=0.05),
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -293,28 +244,6 @@ def local_release(server, monkeypatch):
     server.files["/models/ViT-B-32.pt"] = CONTENT
     monkeypatch.setitem(RELEASED, "ViT-B/32", release)
     return release
-
-
-class FakeHub:
-    """Stands in for huggingface_hub.hf_hub_download, laying files out the way the Hub's cache does."""
-
-    def __init__(self, content=b"mirror", fail=None):
-        self.calls, self.content, self.fail = [], content, fail
-
-    def __call__(self, repo_id, filename, *, cache_dir, local_files_only=False, **kwargs):
-        self.calls.append(dict(repo_id=repo_id, filename=filename, cache_dir=cache_dir,
-                               local_files_only=local_files_only))
-        folder = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-        link = folder / "snapshots" / "0123" / filename
-        if not link.exists():
-            if local_files_only or self.fail:
-                raise (self.fail or FileNotFoundError)("not in the local cache")
-            blob = folder / "blobs" / hashlib.sha256(self.content).hexdigest()
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            blob.write_bytes(self.content)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(blob, link.parent))
-        return str(link)
 
 
 @pytest.fixture

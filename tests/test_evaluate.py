@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.datasets import ImageFolder
 
 from clip_ref import CLIPConfig, build_model
-from clip_ref.evaluate import Features, accuracy, evaluate, image_features, image_folder, main
+from clip_ref.evaluate import Features, accuracy, evaluate, image_features, image_folder
 from clip_ref.imagenet import TEMPLATE_SETS
 from clip_ref.preprocess import transform
-from clip_ref.zeroshot import zero_shot_classifier
+from clip_ref.zeroshot import main, zero_shot_classifier
 from clip_ref.tokenizer import tokenize
 from support import perturbed_state_dict
 
@@ -35,7 +35,6 @@ CLASSNAMES = ["apple", "bus", "cat", "dog", "eel", "fox", "goat", "hat", "ink", 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.set_num_threads(2)
     return build_model(perturbed_state_dict(CONFIG, seed=5))
 
 

@@ -6,7 +6,6 @@ pin them independently, so a change to both copies would still be noticed.
 
 import string
 
-import pytest
 from open_clip import zero_shot_metadata
 
 from clip_ref.imagenet import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_7, TEMPLATE_SETS

@@ -13,8 +13,7 @@ import clip_ref
 from clip_ref.checkpoint import UnsafeCheckpointError
 from clip_ref.download import RELEASED
 from support import TINY_RESNET, TINY_VIT, openai_model, perturbed_state_dict, random_tokens, relative_error
-from test_checkpoint import Payload, mark, rewrite_archive, traced_openai_archive
-from test_download import FakeHub, LoopbackServer
+from support_files import FakeHub, LoopbackServer, Payload, mark, rewrite_archive, traced_openai_archive
 
 TOLERANCE = 1e-5  # relative error between two fp32 implementations of the same function
 

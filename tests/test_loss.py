@@ -134,8 +134,11 @@ def test_logit_scale_errors(scale, message):
 
 def test_logit_scale_accepts_the_clamp_and_its_half_precision_rounding():
     image, text = _features(4, 8, 8)
+    labels = torch.arange(4)
     for value in (torch.tensor(math.log(100.0)).exp(), torch.tensor(math.log(100.0)).half().float().exp(), 100.0):
-        contrastive_loss(image, text, value)
+        logits = float(value) * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+        expected = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        torch.testing.assert_close(contrastive_loss(image, text, value), expected)
 
 
 def test_distributed_without_process_group_raises():

@@ -27,7 +27,6 @@ def encode(model, images, texts):
 
 @pytest.mark.parametrize("name", available_models())
 def test_parity_with_openai_and_open_clip(name):
-    torch.set_num_threads(2)
     config = CLIPConfig.from_name(name)
     state_dict = perturbed_state_dict(config, seed=available_models().index(name))
     batch = 1 if name in LARGE else 2

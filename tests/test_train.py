@@ -1,10 +1,12 @@
-"""The toy dataset, the training recipe's parts, exact resumption, and the training command line."""
+"""The toy dataset, the training recipe's parts, exact resumption, reuse of a trained toy model, and the
+training command line."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 
+import clip_ref
 from clip_ref import CLIP
 from clip_ref import toy_data as T
-from clip_ref.train import (PRESETS, TrainConfig, clamp_logit_scale, learning_rate, load_trained, param_groups,
-                            train)
+from clip_ref.preprocess import normalize
+from clip_ref.toy import PRESETS, train_toy, trained_toy_clip, zero_shot_top1
+from clip_ref.train import clamp_logit_scale, learning_rate, param_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 # The smoke-test preset, shortened further and with a training set of 4 batches, so that 8 steps cross
 # an epoch boundary and a resumed run has to rebuild the next epoch's order.
-TINY = dataclasses.replace(PRESETS["tiny"], steps=8, train_size=64, checkpoint_every=4, log_every=1)
+TINY = dataclasses.replace(PRESETS["tiny"], train_size=64,
+                           train=dataclasses.replace(PRESETS["tiny"].train, steps=8, checkpoint_every=4, log_every=1))
 
 
 # -- the toy dataset ---------------------------------------------------------------------------------------
@@ -82,7 +87,7 @@ def test_items_are_normalised_images_and_tokens():
     image, tokens = data[3]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert tokens.shape == (20,) and tokens.dtype == torch.long
-    torch.testing.assert_close(image, T.normalize(data.images[3]))
+    torch.testing.assert_close(image, normalize(data.images[3]))
 
 
 def test_class_prompts_follow_the_label_order_with_english_articles():
@@ -106,7 +111,7 @@ def test_bad_dataset_arguments_raise():
 # -- the recipe's parts ---------------------------------------------------------------------------------
 
 def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_zero():
-    config = dataclasses.replace(PRESETS["tiny"], steps=110, warmup_steps=10, lr=1e-3)
+    config = dataclasses.replace(PRESETS["tiny"].train, steps=110, warmup_steps=10, lr=1e-3)
     assert learning_rate(0, config) == pytest.approx(1e-4)
     assert learning_rate(4, config) == pytest.approx(5e-4)
     assert learning_rate(9, config) == pytest.approx(1e-3)
@@ -116,21 +121,33 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_zero():
     assert learning_rate(110, config) == pytest.approx(0.0, abs=1e-15)
 
 
-def test_weight_decay_spares_gains_biases_embeddings_and_temperature():
-    model = CLIP(PRESETS["tiny"].model)
+def _is_gain_or_bias(name: str) -> bool:
+    """By OpenAI's names: LayerNorms are ln_*, BatchNorms bn* (and the second layer of a downsample)."""
+    module = name.rsplit(".", 1)[0].rsplit(".", 1)[-1]
+    return name.endswith((".bias", "_bias")) or (name.endswith(".weight") and (
+        module.startswith("ln_") or module.startswith("bn") or re.search(r"downsample\.1\.weight$", name)))
+
+
+@pytest.mark.parametrize("config", [PRESETS["tiny"].model, clip_ref.CLIPConfig.from_name("RN50")],
+                         ids=["vit", "resnet"])
+def test_weight_decay_follows_the_paper_all_weights_but_gains_and_biases(config):
+    with torch.device("meta"):
+        model = CLIP(config)
     decay, no_decay = param_groups(model, 0.2)
     assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
     names = {id(p): name for name, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     spared = {names[id(p)] for p in no_decay["params"]}
     assert decayed | spared == set(names.values()) and not decayed & spared
-    for name in ("logit_scale", "token_embedding.weight", "positional_embedding", "visual.class_embedding",
-                 "visual.positional_embedding", "ln_final.weight", "ln_final.bias", "visual.ln_pre.weight",
-                 "transformer.resblocks.0.attn.in_proj_bias"):
-        assert name in spared
-    for name in ("text_projection", "visual.proj", "visual.conv1.weight",
-                 "transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.mlp.c_fc.weight"):
-        assert name in decayed
+    # Spared: every gain and bias, and the temperature; decayed: every other weight, embeddings included.
+    assert spared == {name for name in names.values() if _is_gain_or_bias(name)} | {"logit_scale"}
+    assert {"token_embedding.weight", "positional_embedding", "text_projection"} <= decayed
+    if config.is_vit:
+        assert {"visual.class_embedding", "visual.positional_embedding", "visual.proj"} <= decayed
+        assert {"visual.ln_pre.weight", "visual.transformer.resblocks.0.ln_1.weight"} <= spared
+    else:
+        assert "visual.attnpool.positional_embedding" in decayed
+        assert {"visual.bn1.weight", "visual.layer1.0.downsample.1.weight"} <= spared
 
 
 def test_clamp_caps_the_multiplier_at_100():
@@ -145,9 +162,10 @@ def test_clamp_caps_the_multiplier_at_100():
     assert model.logit_scale.item() == 1.0  # below the cap, untouched
 
 
-def test_config_round_trips_through_a_dict():
-    for config in PRESETS.values():
-        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+def test_toy_run_round_trips_through_json():
+    for run in PRESETS.values():
+        assert json.loads(json.dumps(run.to_dict())) == run.to_dict()
+        assert run.to_dict()["train"]["betas"] == [0.9, 0.98]
 
 
 # -- training: exact resume, outputs, command line ------------------------------------------------------
@@ -165,17 +183,17 @@ def _log(path: Path) -> list:
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
     torch.set_num_threads(1)
-    metrics = train(TINY, out, progress=False)
+    metrics = train_toy(TINY, out, progress=False)
     return out, metrics
 
 
 def test_resumed_run_continues_exactly_where_it_stopped(uninterrupted, tmp_path):
     reference, _ = uninterrupted
-    assert train(TINY, tmp_path, progress=False, stop_at=3) == {"stopped_at": 3}
+    assert train_toy(TINY, tmp_path, progress=False, stop_at=3) == {"stopped_at": 3}
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3
     assert not (tmp_path / "model.pt").exists()
-    train(TINY, tmp_path, progress=False, resume=True)
+    train_toy(TINY, tmp_path, progress=False, resume=True)
 
     ours, theirs = _weights(tmp_path), _weights(reference)
     assert ours.keys() == theirs.keys()
@@ -183,38 +201,71 @@ def test_resumed_run_continues_exactly_where_it_stopped(uninterrupted, tmp_path)
         assert torch.equal(ours[name], theirs[name]), name
     assert _log(tmp_path) == _log(reference)
     # The weights did change during training: the comparison is not between two untouched models.
-    torch.manual_seed(TINY.seed)
+    torch.manual_seed(TINY.train.seed)
     initial = CLIP(TINY.model).state_dict()
     assert not torch.equal(initial["text_projection"], theirs["text_projection"])
 
 
 def test_resume_refuses_a_different_configuration(uninterrupted, tmp_path):
     reference, _ = uninterrupted
-    changed = dataclasses.replace(TINY, lr=TINY.lr * 2)
+    changed = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, lr=TINY.train.lr * 2))
     (tmp_path / "checkpoint.pt").write_bytes((reference / "checkpoint.pt").read_bytes())
     with pytest.raises(ValueError, match="different run"):
-        train(changed, tmp_path, progress=False, resume=True)
+        train_toy(changed, tmp_path, progress=False, resume=True)
     with pytest.raises(FileNotFoundError):
-        train(TINY, tmp_path / "nothing", progress=False, resume=True)
+        train_toy(TINY, tmp_path / "nothing", progress=False, resume=True)
 
 
 def test_training_writes_metrics_log_and_a_loadable_model(uninterrupted):
     out, metrics = uninterrupted
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == metrics
-    assert {"heldout_top1", "seen_top1", "chance", "train_seconds"} <= set(saved)
-    assert saved["chance"] == pytest.approx(1 / 36)
-    assert 0 <= saved["heldout_top1"] <= 1 and 0 <= saved["seen_top1"] <= 1
+    assert saved["chance"] == pytest.approx(1 / 36) and saved["run"] == TINY.to_dict()
     log = _log(out)
-    assert [entry["step"] for entry in log] == list(range(1, TINY.steps + 1))
+    assert [entry["step"] for entry in log] == list(range(1, TINY.train.steps + 1))
     assert log[-1]["loss"] < log[0]["loss"]  # it learns, a little, even in 8 steps
     assert all(entry["logit_scale"] <= 100 for entry in log)
-    model = load_trained(out)
-    assert not model.training
+    # model.pt is an OpenAI-format state dict: clip_ref.load reads it like a released checkpoint.
+    model, preprocess = clip_ref.load(out / "model.pt", device="cpu")
+    assert not model.training and preprocess.n_px == TINY.model.image_resolution
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, _weights(out)[name])
+    # The reported accuracies are the loaded model's, recomputed here on the same evaluation images.
+    for split in ("heldout", "seen"):
+        data = T.ToyCaptions(split, size=TINY.eval_size, seed=TINY.train.seed,
+                             resolution=TINY.model.image_resolution, context_length=TINY.model.context_length)
+        assert saved[f"{split}_top1"] == zero_shot_top1(model, data)
+        assert saved[f"{split}_top1"] * TINY.eval_size == pytest.approx(round(saved[f"{split}_top1"] * TINY.eval_size))
     state = torch.load(out / "checkpoint.pt", weights_only=True)  # safe to load: tensors and plain values
-    assert state["step"] == TINY.steps
+    assert state["step"] == TINY.train.steps
+
+
+def test_zero_shot_top1_counts_by_hand():
+    torch.manual_seed(0)
+    model = CLIP(TINY.model).eval()
+    data = T.ToyCaptions("heldout", size=40, seed=5, resolution=32, context_length=TINY.model.context_length)
+    with torch.no_grad():
+        texts = clip_ref.tokenize(T.class_prompts(), context_length=TINY.model.context_length)
+        text = torch.nn.functional.normalize(model.encode_text(texts), dim=-1)
+        image = torch.nn.functional.normalize(model.encode_image(normalize(data.images)), dim=-1)
+    by_hand = ((image @ text.T).argmax(dim=-1) == data.labels).float().mean().item()
+    assert zero_shot_top1(model, data) == pytest.approx(by_hand, abs=1e-12)
+
+
+def test_trained_toy_clip_reuses_an_identical_run_and_retrains_otherwise(uninterrupted, tmp_path):
+    reference, metrics = uninterrupted
+    run_dir = tmp_path / "toy"
+    run_dir.mkdir()
+    for name in ("metrics.json", "model.pt"):
+        (run_dir / name).write_bytes((reference / name).read_bytes())
+    torch.set_num_threads(1)  # as the reference run was trained
+    model, found = trained_toy_clip(TINY, run_dir, device="cpu", progress=False)
+    assert found == metrics and not (run_dir / "log.jsonl").exists()  # reused, not retrained
+    assert torch.equal(model.text_projection, _weights(reference)["text_projection"])
+    other = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=4))
+    _, retrained = trained_toy_clip(other, run_dir, device="cpu", progress=False)
+    assert retrained["run"] == other.to_dict() and retrained["steps"] == 4
+    assert (run_dir / "log.jsonl").exists()
 
 
 def test_command_line_end_to_end(tmp_path):
@@ -226,10 +277,10 @@ def test_command_line_end_to_end(tmp_path):
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics == json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["world_size"] == 1
-    assert (out / "config.json").exists() and (out / "log.jsonl").exists()
+    assert (out / "model.pt").exists() and (out / "log.jsonl").exists()
 
 
 def test_a_fresh_run_removes_an_old_runs_results(tmp_path):
     (tmp_path / "metrics.json").write_text('{"heldout_top1": 1.0}')
-    assert train(TINY, tmp_path, progress=False, stop_at=1) == {"stopped_at": 1}
+    assert train_toy(TINY, tmp_path, progress=False, stop_at=1) == {"stopped_at": 1}
     assert not (tmp_path / "metrics.json").exists()

@@ -30,7 +30,6 @@ def state_dict():
 
 @pytest.fixture(scope="module")
 def model(state_dict):
-    torch.set_num_threads(2)
     return build_model(state_dict)
 
 

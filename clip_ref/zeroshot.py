@@ -14,12 +14,15 @@ probabilities, so an ensemble of 80 templates costs exactly one classifier at in
 
 Shapes: C classes, K templates, b classes per batch, L context length, E embedding dim.
 
-The command line evaluation, ``python -m clip_ref.zeroshot`` (``zeroshot/__main__.py``), lives with the
-evaluation loop in :mod:`clip_ref.evaluate`.
+The command line, ``python -m clip_ref.zeroshot --model ViT-B/32 --data PATH``, loads a model by name or
+checkpoint path, encodes an image folder once with :mod:`clip_ref.evaluate`, and prints top-1 and top-5
+for each template set.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import string
 from collections.abc import Callable, Sequence
 from typing import Union
@@ -28,11 +31,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..tokenizer import tokenize
+from .evaluate import Features, accuracy, image_features, image_folder
+from .imagenet import IMAGENET_CLASSNAMES, TEMPLATE_SETS
+from .loading import load
+from .tokenizer import tokenize
 
 Template = Union[str, Callable[[str], str]]
 
-__all__ = ["zero_shot_classifier", "check_template"]
+__all__ = ["zero_shot_classifier", "check_template", "main"]
 
 
 def check_template(template: Template) -> None:
@@ -74,7 +80,7 @@ def zero_shot_classifier(
     classnames: Sequence[str],
     templates: Sequence[Template],
     batch_size: int = 32,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
     """Build the zero-shot weight matrix ``W [E, C]`` from class names and prompt templates.
@@ -130,3 +136,82 @@ def zero_shot_classifier(
             bar.update(len(batch))
     return torch.cat(columns).T.contiguous().to(device)  # [C, E] -> [E, C]
 
+
+# ---------------------------------------------------------------- command line
+
+
+def _read_classnames(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        names = [line.strip() for line in handle if line.strip()]
+    if not names:
+        raise ValueError(f"{path} holds no class names")
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m clip_ref.zeroshot",
+        description="Zero-shot top-1/top-5 accuracy of a CLIP model on an image folder (ImageNet val or ImageNetV2).",
+    )
+    parser.add_argument("--model", default="ViT-B/32", help="a released model name or a local checkpoint path")
+    parser.add_argument("--data", required=True, help="root of an ImageFolder: one folder per class")
+    parser.add_argument(
+        "--templates",
+        nargs="+",
+        default=["80"],
+        choices=list(TEMPLATE_SETS),
+        help="template sets to compare: 'name' (bare class name), '1' ('a photo of a {}.'), '7', '80'",
+    )
+    parser.add_argument("--classnames", help="text file with one class name per line (default: ImageNet's 1000)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def _check_layout(dataset, classnames: Sequence[str]) -> None:
+    numbered = all(name.isdecimal() for name in dataset.classes)
+    if numbered:
+        largest = max(dataset.class_to_idx.values())
+        if largest >= len(classnames):
+            raise ValueError(f"folder {largest} is out of range for {len(classnames)} class names")
+    elif len(dataset.classes) != len(classnames):
+        raise ValueError(
+            f"{len(dataset.classes)} class folders but {len(classnames)} class names: with named folders "
+            "the sorted folder order is the class order, so every class needs its folder"
+        )
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], Features]:
+    """Evaluate as the command line asks: one result row per template set, and the image features."""
+    device = torch.device(args.device)
+    classnames = _read_classnames(args.classnames) if args.classnames else list(IMAGENET_CLASSNAMES)
+    model, preprocess = load(args.model, device=device)
+    dataset = image_folder(args.data, transform=preprocess)
+    _check_layout(dataset, classnames)
+    features = image_features(
+        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress
+    )
+    rows = []
+    for key in args.templates:
+        templates = TEMPLATE_SETS[key]
+        classifier = zero_shot_classifier(model, classnames, templates, device=device, progress=not args.no_progress)
+        scores = accuracy(features, None, classifier)
+        rows.append({"templates": key, "count": len(templates), "top1": scores[1], "top5": scores[5]})
+    return rows, features
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    args = _parser().parse_args(argv)
+    rows, features = run(args)
+    print(f"model {args.model} | data {args.data} | {len(features.targets)} images | device {args.device}")
+    print(f"{'templates':<10} {'count':>5} {'top-1 %':>8} {'top-5 %':>8}")
+    for row in rows:
+        print(f"{row['templates']:<10} {row['count']:>5} {100 * row['top1']:>8.2f} {100 * row['top5']:>8.2f}")
+    print(f"image encoding: {features.seconds:.1f} s, {features.images_per_second:.1f} images/s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
