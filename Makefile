@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup book test test-fast browser benchmark clean
+.PHONY: setup book test test-fast browser benchmark clean student
 
 setup: $(VENV)/.installed
 
@@ -29,9 +29,13 @@ test: book browser
 	$(BIN)/python -m pytest tests chapters --nbval --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
 
-# The Python tests alone, without notebooks or the browser.
+# The Python tests alone, without notebooks, the browser or the tests marked slow (CI runs those too).
 test-fast: setup
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+
+# The student edition: every chapter without its solutions, an empty answer cell per exercise (tools/exercises.py).
+student: setup
+	$(BIN)/python tools/exercises.py --student _build/student chapters/[0-9][0-9]_*.ipynb
 
 benchmark: setup
 	$(BIN)/python benchmarks/encoder_throughput.py

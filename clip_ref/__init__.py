@@ -5,8 +5,8 @@ The public API mirrors OpenAI's ``clip`` module: ``available_models``, ``load``,
 ``build_model``, plus the model classes, the contrastive loss and zero-shot helpers.
 
 Modules, in the order data flows (lower modules never import higher ones):
-tokenizer, preprocess -> layers -> resnet, vit -> config, model -> checkpoint, download, loading
--> loss, evaluate, probe -> zeroshot -> toy_data, train -> toy. (``notebook`` holds the chapters' helpers.)
+tokenizer, preprocess -> captions, layers -> resnet, vit -> config, model -> checkpoint, download, loading
+-> loss, evaluate, retrieval, probe -> zeroshot -> toy_data, train -> toy. (``notebook`` holds the chapters' helpers.)
 """
 
 __version__ = "0.1.0"
@@ -20,10 +20,12 @@ from .layers import LayerNorm, QuickGELU, ResidualAttentionBlock, Transformer
 from .loading import load
 from .loss import contrastive_loss
 from .model import CLIP, build_model, convert_weights
+from .captions import CSVCaptions
 from .preprocess import IMAGE_MEAN, IMAGE_STD, MAX_ASPECT_RATIO, Preprocess, load_image, normalize, transform
+from .retrieval import retrieval_recall
 from .resnet import AttentionPool2d, Bottleneck, ModifiedResNet
 from .tokenizer import Tokenizer, get_tokenizer, tokenize
-from .vit import VisionTransformer
+from .vit import VisionTransformer, resize_positional_embedding, resize_state_dict
 
 
 def __getattr__(name):

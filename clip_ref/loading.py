@@ -42,6 +42,23 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device | None = No
     Returns:
         ``(model, preprocess)``: the model in eval mode, fp16 on CUDA (as released) and fp32 elsewhere, and
         the PIL-image-to-tensor transform at the model's input resolution.
+
+    Precision: the fp16 model that CUDA gets is for inference, not for training. Its convolutions,
+    linear layers and projections are fp16 (:func:`clip_ref.model.convert_weights`; embeddings and
+    normalisation layers stay fp32), which halves memory and runs fast, but Adam cannot step fp16
+    weights: its epsilon (1e-8 by default) is 0 in fp16, so every weight whose gradient is exactly zero
+    (and fp16 gradients round to zero easily) gets the update 0/0 = NaN at the first step, and updates
+    smaller than a weight's fp16 spacing are rounded away. To fine-tune, keep fp32 master weights and let
+    autocast compute in half precision::
+
+        model, preprocess = load("ViT-B/32", device="cpu")   # fp32 master weights
+        model = model.cuda().train()                         # still fp32; wrap the forward in torch.autocast
+
+    (or ``model.float()`` on the fp16 model: OpenAI's files store these weights in fp16, so nothing is
+    lost either way), which is what ``python -m clip_ref.train --init ViT-B/32 --data pairs.csv`` does.
+    Compare features in fp32 too: ``features.float()`` before normalising. On a CPU the model is fp32:
+    older PyTorch versions have no fp16 version of many CPU kernels ("not implemented for 'Half'"), and
+    fp16 brings a CPU little speed.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -4,16 +4,20 @@ The paper trains with AdamW (decoupled weight decay "to all weights that are not
 cosine learning-rate schedule after a warm-up, a learned temperature whose multiplier is clipped at 100,
 mixed precision, and a very large batch (32,768) split over many GPUs, with the contrastive loss computed
 across the whole batch. :func:`train` is that recipe for any CLIP and any dataset of (image, tokens) pairs.
-:mod:`clip_ref.toy` runs it on the toy world of the book:
+:mod:`clip_ref.toy` runs it on the toy world of the book, and :func:`finetune` continues training a given
+model (a released one, or any checkpoint) on image-caption pairs listed in a CSV file
+(:mod:`clip_ref.captions`):
 
     python -m clip_ref.train --preset toy --out runs/toy                          # chapter 6's toy CLIP
     torchrun --nproc_per_node 2 -m clip_ref.train --preset toy --out runs/toy2    # the same, 2 processes
     python -m clip_ref.train --preset toy --out runs/toy --resume                 # continue exactly
+    python -m clip_ref.train --init ViT-B/32 --data captions.csv --out runs/ft    # fine-tune on your pairs
+    python -m clip_ref.train --init ViT-B/32 --data captions.csv --out runs/lit --lock-image   # text only
 
 The output folder receives ``log.jsonl`` (one JSON line per logged step), ``checkpoint.pt`` (everything a
 resumed run needs: tensors and plain values only, read back with ``torch.load(weights_only=True)``) and,
 at the end, ``model.pt``: the trained weights as an OpenAI-format state dict, which ``clip_ref.load`` and
-``clip_ref.build_model`` read like any released checkpoint.
+``clip_ref.build_model`` read like any released checkpoint, and ``metrics.json``.
 
 Shapes: N pairs in the global batch, n = N / W pairs per process of W, E embedding dim.
 """
@@ -37,10 +41,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler, default_collate
 from tqdm import tqdm
 
+from .captions import CSVCaptions
+from .loading import load
 from .loss import MAX_LOGIT_SCALE, check_equal_batches, contrastive_loss
 from .model import CLIP
 
-__all__ = ["TrainConfig", "param_groups", "learning_rate", "clamp_logit_scale", "train", "main"]
+__all__ = ["TrainConfig", "FINETUNE", "param_groups", "learning_rate", "clamp_logit_scale", "train", "finetune",
+           "main"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,12 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))  # a list read back from JSON compares equal
+
+
+# Fine-tuning a trained model (:func:`finetune`): the paper's recipe with a learning rate far below the
+# peak rates of a few times 1e-4 it trained with from scratch, so that the model adapts without forgetting
+# what it knows, after a warm-up over the first tenth of the steps.
+FINETUNE = TrainConfig(steps=1000, batch_size=128, lr=1e-5, warmup_steps=100, checkpoint_every=250)
 
 
 # ---------------------------------------------------------------- the recipe's parts
@@ -155,8 +168,35 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def _run_description(model: CLIP, config: TrainConfig) -> str:
-    """What an exact resume must match: the recipe and the architecture, as JSON."""
-    return json.dumps({"train": dataclasses.asdict(config), "model": dataclasses.asdict(model.config)})
+    """What an exact resume must match: the recipe, the architecture and which parameters are frozen."""
+    description = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model.config)}
+    frozen = [name for name, param in model.named_parameters() if not param.requires_grad]
+    if frozen:  # only then, so that checkpoints of runs that train everything read as before
+        description["frozen"] = frozen
+    return json.dumps(description)
+
+
+def _check_fp32(model: nn.Module) -> None:
+    """Refuse to train half-precision weights: AdamW needs fp32 master weights (mixed precision is autocast)."""
+    half = [name for name, param in model.named_parameters()
+            if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16)]
+    if half:
+        raise TypeError(
+            f"{len(half)} trainable parameters are half precision ({half[0]}, ...). AdamW on fp16 weights "
+            "fails: a weight whose gradient rounds to zero gets 0/0 = NaN (epsilon is tiny), and updates "
+            "smaller than a weight's precision are lost. Train fp32 weights (model.float(), or "
+            "clip_ref.load(..., device='cpu'), which returns fp32); train() computes in half precision on "
+            "the GPU with autocast anyway.")
+
+
+def _freeze_frozen_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm whose gain and bias are frozen in eval mode: it normalises with its stored
+    statistics and leaves them unchanged, so a frozen ResNet image encoder stays exactly as it was (LiT)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
 
 
 def _save_checkpoint(path: Path, model, optimizer, scaler, step: int, description: str, rank: int,
@@ -242,8 +282,10 @@ def train(model: CLIP, dataset: Dataset, config: TrainConfig, out: os.PathLike, 
     """Train ``model`` on ``dataset`` (items ``(image [3, R, R], tokens [L])``) as ``config`` says.
 
     Run it in one process, or in each of W processes under ``torchrun`` (the batch is then split W ways and
-    the loss gathered across processes); every process must build the same model and dataset. Parameters
-    with ``requires_grad=False`` stay exactly as they are (to train one side only). ``resume=True``
+    the loss gathered across processes); every process must build the same model and dataset. The
+    trainable weights must be fp32 (on a GPU the forward pass runs in half precision under autocast).
+    Parameters with ``requires_grad=False`` stay exactly as they are (to train one side only), and so do
+    the running statistics of a BatchNorm whose gain and bias are frozen: it stays in eval mode. ``resume=True``
     continues from ``out/checkpoint.pt`` exactly as if the run had never stopped; ``stop_at`` ends the run
     after that many steps with a checkpoint (an interruption on purpose).
 
@@ -253,6 +295,7 @@ def train(model: CLIP, dataset: Dataset, config: TrainConfig, out: os.PathLike, 
     An exact resume needs the same model, data, config, number of processes and kind of device.
     """
     out = Path(out)
+    _check_fp32(model)
     rank, world, default_device = _distributed_context()
     device = torch.device(device) if device is not None else default_device
     if config.batch_size % world:
@@ -263,7 +306,8 @@ def train(model: CLIP, dataset: Dataset, config: TrainConfig, out: os.PathLike, 
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
                                  drop_last=True)
     if len(sampler) < local_batch:
-        raise ValueError(f"the dataset ({len(dataset)} pairs) is smaller than one batch of {config.batch_size}")
+        raise ValueError(f"the dataset ({len(dataset)} pairs) is smaller than one batch of {config.batch_size}; "
+                         "use a smaller batch size")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:  # a fresh run in an old folder: never leave the old run's model beside the new run
@@ -286,6 +330,7 @@ def train(model: CLIP, dataset: Dataset, config: TrainConfig, out: os.PathLike, 
         features = DistributedDataParallel(features, device_ids=[device.index] if device.type == "cuda" else None)
 
     model.train()
+    _freeze_frozen_batchnorm(model)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     bar = tqdm(total=config.steps, initial=step, disable=not progress or rank != 0, desc="training",
                unit="step", dynamic_ncols=True)
@@ -329,49 +374,142 @@ def train(model: CLIP, dataset: Dataset, config: TrainConfig, out: os.PathLike, 
     return summary
 
 
+# ---------------------------------------------------------------- fine-tuning
+
+
+def finetune(init: str | os.PathLike, data: str | os.PathLike, out: os.PathLike, config: TrainConfig = FINETUNE, *,
+             lock_image: bool = False, truncate: bool = True, delimiter: str = ",", resume: bool = False,
+             progress: bool = True, stop_at: int | None = None, device: str | torch.device | None = None) -> dict:
+    """Fine-tune ``init`` on the image-caption pairs of the CSV file ``data``; return its metrics.
+
+    ``init`` is anything :func:`clip_ref.load` accepts: a released model's name or a checkpoint file (a
+    previous run's ``model.pt`` too). The model is loaded in fp32 (the master weights that AdamW updates;
+    on a GPU, :func:`train` runs the forward pass in half precision under autocast), and its own
+    preprocessing and context length read the pairs (:class:`clip_ref.captions.CSVCaptions`: the CSV is
+    checked, and its captions tokenized, before the first step; ``truncate`` and ``delimiter`` go to it).
+
+    ``lock_image=True`` freezes the whole image encoder and trains the text side and the temperature only,
+    as LiT does (Zhai et al., 2022): the image encoder's weights, and for a ResNet its BatchNorm statistics,
+    come out bit-identical, and image features computed before fine-tuning stay valid.
+
+    Writes what :func:`train` writes into ``out``, and ``metrics.json``: the training summary with
+    ``init``, ``data``, ``pairs`` and ``lock_image``. Runs under ``torchrun`` as :func:`train` does.
+    """
+    out = Path(out)
+    rank, world, _ = _distributed_context()
+    if rank == 0 and not resume:  # never leave an old run's results beside a new run
+        (out / "metrics.json").unlink(missing_ok=True)
+    if world > 1 and rank > 0:
+        dist.barrier()  # process 0 downloads a released model first; the others then find it cached
+    # On the CPU, load returns fp32 weights; on a GPU it would return fp16 ones, for inference.
+    model, preprocess = load(init, device="cpu", progress=progress and rank == 0)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    model = model.float()  # already fp32; says what the recipe needs
+    dataset = CSVCaptions(data, preprocess, model.context_length, truncate=truncate, delimiter=delimiter)
+    if lock_image:
+        model.visual.requires_grad_(False)
+    summary = train(model, dataset, config, out, resume=resume, progress=progress, stop_at=stop_at,
+                    device=device)
+    if "stopped_at" in summary or rank != 0:
+        return summary
+    metrics = {**summary, "init": str(init), "data": str(data), "pairs": len(dataset), "lock_image": lock_image}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
 # ---------------------------------------------------------------- command line
 
 
 def _parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m clip_ref.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="toy", help="a preset of clip_ref.toy: toy (default) or tiny")
+    what = parser.add_argument_group("what to train: a toy CLIP from scratch, or fine-tuning a given model")
+    what.add_argument("--preset", help="a preset of clip_ref.toy: toy (the default without --init) or tiny")
+    what.add_argument("--init", metavar="NAME_OR_PATH",
+                      help="fine-tune this model: a released name (e.g. ViT-B/32) or a checkpoint file")
+    what.add_argument("--data", metavar="CSV", help="with --init: the image-caption pairs, a CSV file with "
+                      "the columns filepath (relative to the CSV's folder) and caption")
+    what.add_argument("--csv-separator", default=",", help="with --data: the column separator (default ,)")
+    what.add_argument("--lock-image", action="store_true",
+                      help="with --init: freeze the image encoder and train the text side only (LiT)")
     parser.add_argument("--out", required=True, help="output folder for logs, checkpoints and results")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
-    parser.add_argument("--batch-size", type=int, help="override the global batch size N")
-    parser.add_argument("--lr", type=float, help="override the peak learning rate")
-    parser.add_argument("--train-size", type=int, help="override the number of training pairs")
-    parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--steps", type=int,
+                        help=f"optimiser steps (default: the preset's; fine-tuning: {FINETUNE.steps})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"the global batch size N (default: the preset's; fine-tuning: {FINETUNE.batch_size})")
+    parser.add_argument("--lr", type=float,
+                        help=f"the peak learning rate (default: the preset's; fine-tuning: {FINETUNE.lr:g})")
+    parser.add_argument("--warmup-steps", type=int, help="learning-rate warm-up steps (default: the preset's; "
+                        "fine-tuning: a tenth of the steps)")
+    parser.add_argument("--train-size", type=int, help="with --preset: override the number of training pairs")
+    parser.add_argument("--seed", type=int, help="override the seed (the order of the batches)")
     parser.add_argument("--checkpoint-every", type=int, help="override the checkpoint interval (steps)")
     parser.add_argument("--stop-at", type=int, help="stop after this step with a checkpoint (resume later)")
     parser.add_argument("--device", help="e.g. cpu or cuda:0 (default: the GPU if there is one)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Mistakes in the command are reported here, before anything is loaded or trained.
+    if args.init is not None:
+        if args.preset is not None:
+            parser.error("--init fine-tunes a given model and --preset trains a toy CLIP from scratch; pass one")
+        if args.data is None:
+            parser.error("--init needs --data, the CSV file of image-caption pairs to fine-tune on")
+        if args.train_size is not None:
+            parser.error("--train-size sets the size of a toy preset; with --init the CSV file sets the data")
+    else:
+        for flag, value in (("--data", args.data), ("--lock-image", args.lock_image),
+                            ("--csv-separator", args.csv_separator != ",")):
+            if value:
+                parser.error(f"{flag} is for fine-tuning: pass --init with the model to start from")
+    for flag, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("checkpoint_every", 1),
+                        ("threads", 1)):
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            parser.error(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    return args
+
+
+def _recipe(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """``base`` with the command line's overrides."""
+    overrides = {name: getattr(args, name) for name in ("steps", "batch_size", "lr", "warmup_steps", "seed",
+                                                        "checkpoint_every") if getattr(args, name) is not None}
+    return dataclasses.replace(base, **overrides)
 
 
 def main(argv=None) -> dict:
     from . import toy  # the presets live with the toy world, above this module
 
     args = _parse_args(argv)
-    if args.preset not in toy.PRESETS:
-        raise SystemExit(f"unknown preset {args.preset!r}; choose from {sorted(toy.PRESETS)}")
-    preset = toy.PRESETS[args.preset]
-    recipe = {name: value for name, value in [
-        ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed),
-        ("checkpoint_every", args.checkpoint_every)] if value is not None}
-    data = {"train_size": args.train_size} if args.train_size is not None else {}
-    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, **recipe), **data)
+    if args.init is None:
+        name = args.preset or "toy"
+        if name not in toy.PRESETS:
+            raise SystemExit(f"unknown preset {name!r}; choose from {sorted(toy.PRESETS)}")
+        preset = toy.PRESETS[name]
+        data = {"train_size": args.train_size} if args.train_size is not None else {}
+        preset = dataclasses.replace(preset, train=_recipe(args, preset.train), **data)
+    else:
+        steps = args.steps if args.steps is not None else FINETUNE.steps
+        recipe = _recipe(args, dataclasses.replace(FINETUNE, steps=steps, warmup_steps=steps // 10))
     if args.threads:
         torch.set_num_threads(args.threads)
+    common = {"resume": args.resume, "progress": not args.no_progress, "stop_at": args.stop_at,
+              "device": args.device}
     try:
-        metrics = toy.train_toy(preset, args.out, resume=args.resume, progress=not args.no_progress,
-                                stop_at=args.stop_at, device=args.device)
+        if args.init is None:
+            metrics = toy.train_toy(preset, args.out, **common)
+        else:
+            metrics = finetune(args.init, args.data, args.out, recipe, lock_image=args.lock_image,
+                               delimiter=args.csv_separator, **common)
+        lead = not dist.is_initialized() or dist.get_rank() == 0
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if metrics and "heldout_top1" in metrics:
+    if lead and "stopped_at" not in metrics:
         print(json.dumps(metrics))
     return metrics
 

@@ -10,7 +10,11 @@ Shapes: B batch, D width, P patch size, G = resolution / P grid side, L = G*G + 
 
 from __future__ import annotations
 
+import math
+from typing import Mapping
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import LayerNorm, Transformer
@@ -46,3 +50,52 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.tokens(x))  # [B, L, D]
         x = self.ln_post(x[:, 0])  # the class token's state [B, D]
         return x @ self.proj  # [B, E]
+
+
+def resize_positional_embedding(positional_embedding: torch.Tensor, grid: int) -> torch.Tensor:
+    """A ViT's positional embedding [1 + G*G, D] resized to a G' x G' grid: [1 + G'*G', D].
+
+    The embeddings of the patches form a G x G picture with D channels; it is resized like a picture
+    (bicubic, antialiased when shrinking, as open_clip and timm do), so a patch at a given place in the
+    image gets the embedding of that place. The class token has no place: its row is kept as it is. This
+    is how a ViT trained at one resolution starts at another: the paper trained ViT-L/14 for one more epoch
+    at 336 pixels (a 24 x 24 grid of 14-pixel patches) after training it at 224 (16 x 16), as FixRes does
+    (§2.5). The same grid gives back the same tensor.
+    """
+    rows, width = positional_embedding.shape
+    old = math.isqrt(rows - 1)
+    if rows < 2 or old * old != rows - 1:
+        raise ValueError("expected a positional embedding of shape [1 + G*G, D], "
+                         f"got {list(positional_embedding.shape)}")
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"the new grid side must be a positive int, got {grid!r}")
+    cls, patches = positional_embedding[:1], positional_embedding[1:]
+    patches = patches.reshape(1, old, old, width).permute(0, 3, 1, 2)  # [1, D, G, G]: a D-channel picture
+    patches = F.interpolate(patches.float(), size=(grid, grid), mode="bicubic", align_corners=False,
+                            antialias=True).to(positional_embedding.dtype)
+    patches = patches.permute(0, 2, 3, 1).reshape(grid * grid, width)  # [G'*G', D]
+    return torch.cat([cls, patches])
+
+
+def resize_state_dict(state_dict: Mapping[str, torch.Tensor], resolution: int) -> dict:
+    """A ViT CLIP's state dict for input images of ``resolution`` pixels, which ``build_model`` builds.
+
+    Only ``visual.positional_embedding`` depends on the resolution (through the grid side G = R / P);
+    it is resized with :func:`resize_positional_embedding`, and OpenAI's ``input_resolution`` entry, if
+    present, is updated. Everything else is shared, unchanged, with ``state_dict``, which is left untouched.
+    Pair the model with ``clip_ref.transform(resolution)``. The resized model works at once, somewhat
+    worse than at its own resolution; the paper's 336-pixel ViT-L/14 was trained further after this step.
+    """
+    if "visual.positional_embedding" not in state_dict or "visual.conv1.weight" not in state_dict:
+        raise ValueError("not a Vision Transformer CLIP state dict: it has no visual.positional_embedding "
+                         "and visual.conv1.weight (a ResNet's resolution is set by its attention pool)")
+    patch = state_dict["visual.conv1.weight"].shape[-1]  # P: the patch embedding's kernel
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < patch or resolution % patch:
+        raise ValueError(f"resolution must be a positive multiple of the patch size {patch}, got {resolution!r}")
+    resized = dict(state_dict)
+    resized["visual.positional_embedding"] = resize_positional_embedding(
+        state_dict["visual.positional_embedding"], resolution // patch)
+    if "input_resolution" in resized:  # a tensor in OpenAI's archives, maybe an int elsewhere
+        old = resized["input_resolution"]
+        resized["input_resolution"] = torch.tensor(resolution) if isinstance(old, torch.Tensor) else resolution
+    return resized

@@ -20,5 +20,6 @@ def restore_torch_state():
     torch.set_num_threads(_THREADS)
     torch.set_default_dtype(dtype)
     torch.set_grad_enabled(grad)
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call itself is slow
+        torch.use_deterministic_algorithms(deterministic)
     torch.set_rng_state(rng)

@@ -19,6 +19,8 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 WORLD = 2
 
+pytestmark = pytest.mark.slow  # torchrun starts new processes
+
 
 def torchrun(args, tmp_path, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))

@@ -244,6 +244,7 @@ def test_command_line_in_process(model, numbered_folder, checkpoint, capsys):
     assert f"{len(paths)} images" in out and "images/s" in out
 
 
+@pytest.mark.slow  # a new Python process
 def test_command_line_as_a_module(model, numbered_folder, checkpoint):
     root, paths = numbered_folder
     path, names = checkpoint

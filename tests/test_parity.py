@@ -25,7 +25,8 @@ def encode(model, images, texts):
         return image_features, text_features, logits(image_features, text_features, model.logit_scale)
 
 
-@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name
+                                  for name in available_models()])
 def test_parity_with_openai_and_open_clip(name):
     config = CLIPConfig.from_name(name)
     state_dict = perturbed_state_dict(config, seed=available_models().index(name))

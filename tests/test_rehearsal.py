@@ -49,8 +49,10 @@ def _skipped_cells(notebook) -> list:
 
 
 def _named_models(notebook) -> list[str]:
+    """The released models a chapter loads: ``load("NAME"`` or ``MODEL = "NAME"`` in a code cell."""
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
-    return [name for name in available_models() if re.search(rf"[\"']{re.escape(name)}[\"']", code)]
+    return [name for name in available_models()
+            if re.search(rf"(load\(\s*|MODEL\s*=\s*)[\"']{re.escape(name)}[\"']", code)]
 
 
 def _stand_in(name: str) -> CLIPConfig:

@@ -268,6 +268,7 @@ def test_trained_toy_clip_reuses_an_identical_run_and_retrains_otherwise(uninter
     assert (run_dir / "log.jsonl").exists()
 
 
+@pytest.mark.slow  # a new Python process
 def test_command_line_end_to_end(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "clip_ref.train", "--preset", "tiny", "--out", str(out), "--steps", "4",
