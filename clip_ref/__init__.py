@@ -21,6 +21,7 @@ from .loading import load
 from .loss import contrastive_loss
 from .model import CLIP, build_model, convert_weights
 from .captions import CSVCaptions
+from .probe import LinearProbe, linear_probe, zero_shot_equivalent_k
 from .preprocess import IMAGE_MEAN, IMAGE_STD, MAX_ASPECT_RATIO, Preprocess, load_image, normalize, transform
 from .retrieval import retrieval_recall
 from .resnet import AttentionPool2d, Bottleneck, ModifiedResNet
