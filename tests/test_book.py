@@ -10,10 +10,15 @@ Chromium) those tests skip, and under ``CI=true`` they fail instead.
 from __future__ import annotations
 
 import ast
+import functools
+import http.server
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +35,9 @@ SITE = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))  # the built 
 COLAB = "https://colab.research.google.com"
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FIGURES = ROOT / "book" / "figures"
+MAX_CODE_LINE = 88  # characters: the width of the rendered column (STYLE.md)
+SCREENSHOTS = os.environ.get("BOOK_SCREENSHOTS")  # a folder: the browser tests also save screenshots there
 
 
 def _config() -> dict:
@@ -157,6 +165,62 @@ def test_math_is_served_from_the_book():
     assert (found[0].parent / "LICENSE").is_file(), "MathJax's Apache-2.0 licence must ship with it"
 
 
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=_ids(CHAPTERS))
+def test_code_lines_fit_the_column(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    wide = [f"cell {cell.get('id')}, {len(line)} characters: {line[:60]}..."
+            for cell in nb.cells if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > MAX_CODE_LINE]
+    assert not wide, f"{notebook.name}: code lines wider than {MAX_CODE_LINE} characters:\n" + "\n".join(wide)
+
+
+def _make_figures():
+    spec = importlib.util.spec_from_file_location("make_figures", FIGURES / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_diagrams_regenerate_byte_for_byte(tmp_path):
+    make_figures = _make_figures()
+    written = make_figures.main(tmp_path)
+    assert sorted(p.name for p in written) == sorted(p.name for p in FIGURES.glob("*.svg")), (
+        "book/figures/ holds SVG files that make_figures.py does not draw, or misses some it does")
+    changed = [p.name for p in written if p.read_bytes() != (FIGURES / p.name).read_bytes()]
+    assert not changed, f"run `python book/figures/make_figures.py` and commit the result: {changed} differ"
+    for path in written:
+        svg = path.read_text()
+        assert "<dc:date>" not in svg and "<dc:title>" in svg, f"{path.name}: a date, or no title"
+
+
+def _figures_in(text: str) -> list[tuple[str, str]]:
+    """(path, options) of every MyST figure or image directive in a markdown text."""
+    return re.findall(r"^(?:`{3,}|:{3,})\{(?:figure|image)\}\s+(\S+)\s*\n((?::\w+:.*\n)*)", text, re.M)
+
+
+def _markdown_sources():
+    for notebook in CHAPTERS:
+        nb = nbformat.read(notebook, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                yield notebook, cell.source
+    for page in sorted((ROOT / "book").glob("*.md")):
+        yield page, page.read_text()
+
+
+def test_every_figure_exists_and_has_alt_text():
+    found = 0
+    for source, text in _markdown_sources():
+        for target, options in _figures_in(text):
+            found += 1
+            assert (source.parent / target).resolve().is_file(), f"{source.name}: no file {target}"
+            alt = re.search(r"^:alt:\s*(.+)$", options, re.M)
+            assert alt and len(alt.group(1).split()) >= 5, f"{source.name}: {target} needs alt text"
+    assert found >= 1, "no chapter shows a diagram"
+    shown = {Path(target).name for _, text in _markdown_sources() for target, _ in _figures_in(text)}
+    assert "figure1_overview.svg" in shown, "chapter 1 does not show the redrawn Figure 1"
+
+
 # --------------------------------------------------------------------------------------------------
 # The built site, in a real browser.
 # --------------------------------------------------------------------------------------------------
@@ -268,9 +332,13 @@ def test_page_shows_the_chapters_code(notebook, render):
         code = block.find("pre")  # the highlighted source, without the copy button's label
         assert code is not None and _normalise(code.get_text()) == _normalise(cell.source), (
             f"code cell {cell.get('id')} is not shown as stored")
-        if "hide-input" in cell.metadata.get("tags", []):  # exercise solutions: folded behind a toggle
+        if {"hide-input", "hide-cell"} & set(cell.metadata.get("tags", [])):  # folded behind a toggle
             fold = block.find_parent("details")
             assert fold is not None and not fold.has_attr("open"), f"cell {cell.get('id')} is not folded"
+        if "solution" in cell.metadata.get("tags", []):  # a solution folds its input and its output
+            fold = block.find_parent("details")
+            assert fold is not None and "hide-cell" in cell.metadata.get("tags", []), (
+                f"solution cell {cell.get('id')} is not tagged hide-cell (run tools/exercises.py)")
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=_ids(CHAPTERS))
@@ -336,3 +404,145 @@ def test_front_matter_renders_offline(render):
     citations = [a["href"] for a in render("book/intro.html").select("a[href]")
                  if "bibliography.html#" in a["href"]]
     assert citations, "the introduction's citations do not link to the bibliography"
+
+
+# --------------------------------------------------------------------------------------------------
+# Solutions stay folded until opened, and every image loads: the pages are served over HTTP on the
+# loopback address and probed in Chromium by a script added to each page as it is served.
+# --------------------------------------------------------------------------------------------------
+
+_PROBE = r"""<script>
+window.addEventListener("load", () => setTimeout(async () => {
+  const shown = (el) => (el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0);
+  const result = {images: [], solutions: []};
+  const settled = (img) => img.complete ? Promise.resolve() : new Promise((resolve) => {
+    img.addEventListener("load", resolve, {once: true});
+    img.addEventListener("error", resolve, {once: true});
+    img.loading = "eager";  // a lazy image below the fold loads now
+    setTimeout(resolve, 5000);
+  });
+  for (const img of Array.from(document.images)) {
+    await settled(img);  // a broken image ends up complete with naturalWidth 0
+    result.images.push({src: img.getAttribute("src"), ok: img.complete && img.naturalWidth > 0});
+  }
+  for (const item of document.querySelectorAll("div.cell.tag_solution, details.solution")) {
+    const prose = item.matches("details");
+    const fold = prose ? item : item.querySelector("details");
+    const parts = prose ? Array.from(item.children).filter((el) => el.tagName !== "SUMMARY")
+                        : Array.from(item.querySelectorAll(".cell_input, .cell_output"));
+    const entry = {kind: prose ? "prose" : "code", parts: parts.length, open_before: !!(fold && fold.open),
+                   before: parts.map(shown), label: fold ? fold.querySelector("summary").innerText : ""};
+    if (fold) {
+      fold.querySelector("summary").click();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    entry.after = parts.map(shown);
+    result.solutions.push(entry);
+  }
+  const out = document.createElement("pre");
+  out.id = "probe-result";
+  out.textContent = JSON.stringify(result);
+  document.body.appendChild(out);
+}, 300));
+</script>"""
+
+
+class _ProbingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the site; ``page.html?probe`` comes with the probe script added before ``</body>``."""
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        if query != "probe" or not path.endswith(".html"):
+            return super().do_GET()
+        html = Path(self.translate_path(path)).read_text(encoding="utf-8")
+        body = html.replace("</body>", _PROBE + "</body>", 1).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _book_pages() -> list[str]:
+    return [f"{f}.html" for f in _toc_files() if f.startswith("book/")]
+
+
+PROBED_PAGES = [f"chapters/{p.stem}.html" for p in CHAPTERS] + _book_pages()
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    handler = functools.partial(_ProbingHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _browse(chromium, profile: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+               # Nothing but the loopback server resolves: whatever renders, rendered offline.
+               "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+               "--window-size=1280,1600", "--virtual-time-budget=15000", *extra, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def probe(chromium, served, tmp_path_factory):
+    """page -> {"images": [{src, ok}], "solutions": [{kind, before, after, ...}]} measured in the browser."""
+    from bs4 import BeautifulSoup
+
+    profiles = tmp_path_factory.mktemp("probe")
+
+    def run(page: str) -> dict:
+        result = _browse(chromium, profiles / re.sub(r"\W", "_", page), f"{served}/{page}?probe", "--dump-dom")
+        found = BeautifulSoup(result.stdout, "html.parser").find(id="probe-result")
+        assert found is not None, f"the probe did not finish on {page}: {result.stderr[-1500:]}"
+        return json.loads(found.get_text())
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        results = dict(zip(PROBED_PAGES, pool.map(run, PROBED_PAGES)))
+    if SCREENSHOTS:  # for a pull request's description: the top of two chapters, as a reader sees them
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        for notebook in CHAPTERS[:2]:
+            target = Path(SCREENSHOTS) / f"{notebook.stem}.png"
+            _browse(chromium, profiles / f"shot_{notebook.stem}", f"{served}/chapters/{notebook.stem}.html",
+                    f"--screenshot={target}", "--window-size=1280,2400", "--hide-scrollbars")
+    return results
+
+
+@pytest.mark.parametrize("page", PROBED_PAGES)
+def test_every_image_on_the_page_loads(page, probe):
+    images = probe[page]["images"]
+    # The one remote image is the Colab badge (the browser is offline here; tests above check its link).
+    remote = {i["src"] for i in images if urlsplit(i["src"]).scheme}
+    assert remote <= {f"{COLAB}/assets/colab-badge.svg"}, f"{page}: remote images {sorted(remote)}"
+    local = [i for i in images if not urlsplit(i["src"]).scheme]
+    broken = [i["src"] for i in local if not i["ok"]]
+    assert not broken, f"{page}: images that do not load: {broken}"
+    if page.startswith("chapters/"):
+        assert local, f"{page} shows no image at all"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=_ids(CHAPTERS))
+def test_solutions_are_hidden_until_opened(notebook, probe):
+    nb = nbformat.read(notebook, as_version=4)
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    found = probe[f"chapters/{notebook.stem}.html"]["solutions"]
+    expected = sorted(c.cell_type.replace("markdown", "prose") for c in solutions)
+    assert sorted(s["kind"] for s in found) == expected, (
+        f"{len(solutions)} solution cells in the notebook, {len(found)} folded solutions on the page")
+    assert found, f"{notebook.name}: no solutions on the page"
+    for entry in found:
+        assert entry["parts"] and not entry["open_before"], f"{entry['label']!r}: not folded: {entry}"
+        assert not any(entry["before"]), f"{entry['label']!r}: visible before its toggle was opened"
+        assert all(entry["after"]), f"{entry['label']!r}: still hidden after its toggle was clicked"
+    code = [entry for entry in found if entry["kind"] == "code"]
+    with_output = [c for c in solutions if c.cell_type == "code" and c.outputs]
+    assert sum(entry["parts"] == 2 for entry in code) >= len(with_output), "solution outputs not folded"
