@@ -38,7 +38,9 @@ def test_the_class_token_is_kept_and_the_grid_resized_as_open_clip_does(new_grid
     assert torch.equal(resized[0], embedding[0])
     theirs = {"visual.positional_embedding": embedding.clone()}
     open_clip_model.resize_pos_embed(theirs, types.SimpleNamespace(visual=types.SimpleNamespace(grid_size=new_grid)))
-    torch.testing.assert_close(resized, theirs["visual.positional_embedding"], rtol=0, atol=0)
+    # The same interpolation as open_clip's; fp32 kernels may round the last bit differently from run to
+    # run (vectorised paths depend on the thread layout), so parity is to fp32 precision, not bitwise.
+    torch.testing.assert_close(resized, theirs["visual.positional_embedding"], rtol=1e-6, atol=1e-6)
 
 
 def test_a_smooth_embedding_stays_smooth():
