@@ -5,7 +5,9 @@ The references (OpenAI's ``clip`` from clip-anytorch, and ``open_clip``) are use
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from unittest import mock
 
 import torch
 
@@ -58,14 +60,35 @@ def random_tokens(batch: int, context_length: int, seed: int = 0) -> torch.Tenso
     return rows
 
 
+# torch.nn.init's in-place initialisers, which every module's reset_parameters and both references' own
+# init code go through (by module attribute, so patching the module reaches them).
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
+                 "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def weights_left_uninitialised():
+    """Skip the random initialisation of a model whose every weight ``load_state_dict(strict=True)`` then
+    overwrites. For the largest models initialising takes longer than the forward pass being tested.
+
+    Only torch.nn.init's initialisers become no-ops; buffers computed otherwise (attention masks) are
+    unaffected, and a weight that the state dict does not cover makes the strict load fail, not pass.
+    """
+    with contextlib.ExitStack() as stack:
+        for name in _INITIALISERS:
+            stack.enter_context(mock.patch.object(torch.nn.init, name, lambda tensor, *a, **k: tensor))
+        yield
+
+
 def openai_model(config: CLIPConfig, state_dict: dict):
     """OpenAI's reference ``clip.model.CLIP``, fp32, with ``state_dict`` loaded (no fp16 round trip)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # clip-anytorch imports pkg_resources
         from clip.model import CLIP as OpenAICLIP
-    model = OpenAICLIP(config.embed_dim, config.image_resolution, config.vision_layers, config.vision_width,
-                       config.vision_patch_size, config.context_length, config.vocab_size,
-                       config.transformer_width, config.transformer_heads, config.transformer_layers)
+    with weights_left_uninitialised():
+        model = OpenAICLIP(config.embed_dim, config.image_resolution, config.vision_layers, config.vision_width,
+                           config.vision_patch_size, config.context_length, config.vocab_size,
+                           config.transformer_width, config.transformer_heads, config.transformer_layers)
     model.load_state_dict(state_dict, strict=True)
     return model.float().eval()
 
@@ -78,7 +101,8 @@ def open_clip_model(config: CLIPConfig, state_dict: dict):
     text = CLIPTextCfg(context_length=config.context_length, vocab_size=config.vocab_size,
                        width=config.transformer_width, heads=config.transformer_heads,
                        layers=config.transformer_layers)
-    model = OpenClipCLIP(config.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=True)
+    with weights_left_uninitialised():
+        model = OpenClipCLIP(config.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=True)
     model.load_state_dict(state_dict, strict=True)
     return model.float().eval()
 

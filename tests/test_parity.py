@@ -2,7 +2,8 @@
 
 Ground truth is open_clip run in float64. Each implementation's fp32 result must be within a relative error of
 1e-5 of it, and clip_ref run in float64 must agree with it to float64 precision, which shows the two compute
-the same function, not just similar numbers.
+the same function, not just similar numbers. For the four largest models open_clip's own fp32 run (a check of
+the reference, not of clip_ref) is left out: it cost a fifth of the suite's longest test.
 """
 
 import gc
@@ -47,8 +48,9 @@ def test_parity_with_openai_and_open_clip(name):
     gc.collect()
     results["OpenAI"] = encode(openai_model(config, state_dict), images, texts)
     gc.collect()
-    results["open_clip"] = encode(open_clip_model(config, state_dict), images, texts)
-    gc.collect()
+    if name not in LARGE:
+        results["open_clip"] = encode(open_clip_model(config, state_dict), images, texts)
+        gc.collect()
 
     failures = []
     for what, i in (("image features", 0), ("text features", 1), ("logits", 2)):

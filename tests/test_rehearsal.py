@@ -3,10 +3,13 @@
 nbval skips the cells that need the released weights, a GPU or ImageNet (tagged ``nbval-skip``), so nothing
 but this test runs them before a reader in Colab does. Here they run against stand-ins:
 
-* the released weights: for every model a chapter names, a small random-weight model of the released depth
-  and resolution (narrow, so it is cheap), traced and saved as a TorchScript archive like OpenAI's, put in
-  an offline cache. The chapter's ``clip_ref.load("ViT-B/32")`` goes through the real path (the cache, the
-  SHA-256 check, the safe archive reader, ``build_model``): only the expected checksum is the stand-in's.
+* the released weights: for every model a chapter names, a small random-weight model with the released
+  image tower's depth and resolution, the released context and vocabulary, narrow everywhere and with a text
+  tower one block deep (the chapters encode up to 89,000 prompts, 1,000 ImageNet classes by 80 templates
+  and more, which at the released depth took most of the rehearsal's quarter of an hour), traced and saved
+  as a TorchScript archive like OpenAI's, put in an offline cache. The chapter's
+  ``clip_ref.load("ViT-B/32")`` goes through the real path (the cache, the SHA-256 check, the safe archive
+  reader, ``build_model``): only the expected checksum is the stand-in's.
 * ImageNetV2: a miniature ``imagenetv2-matched-frequency.tar.gz`` with 1,000 numbered class folders of
   one tiny image each, where the chapter's download helper looks for the archive, so the real unpacking
   and the numbered-folder labelling run too.
@@ -56,7 +59,8 @@ def _named_models(notebook) -> list[str]:
 
 
 def _stand_in(name: str) -> CLIPConfig:
-    """The released depth, resolution, patch size, context and vocabulary; 64 channels wide everywhere."""
+    """The released image depth, resolution, patch size, context and vocabulary; 64 channels wide everywhere,
+    and one text block (the chapters' prompts are many, so the text tower's depth is what costs)."""
     released = CLIPConfig.from_name(name)
     if released.is_vit:
         vision = dict(vision_layers=released.vision_layers, vision_width=64)
@@ -64,7 +68,7 @@ def _stand_in(name: str) -> CLIPConfig:
         vision = dict(vision_layers=released.vision_layers, vision_width=2)
     return CLIPConfig(embed_dim=32, image_resolution=released.image_resolution,
                       vision_patch_size=released.vision_patch_size, transformer_width=64, transformer_heads=1,
-                      transformer_layers=released.transformer_layers, **vision)
+                      transformer_layers=1, **vision)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +132,7 @@ def test_chapter_runs_top_to_bottom_with_every_cell(path, weights_cache, workdir
     client.execute()  # raises CellExecutionError, naming the cell, on the first error
 
 
-def test_stand_ins_have_the_released_depth_and_load_through_the_real_path(weights_cache, monkeypatch):
+def test_stand_ins_have_the_released_image_depth_and_load_through_the_real_path(weights_cache, monkeypatch):
     import clip_ref
 
     cache, checksums = weights_cache
@@ -139,5 +143,5 @@ def test_stand_ins_have_the_released_depth_and_load_through_the_real_path(weight
         model, preprocess = clip_ref.load(name, device="cpu", download_root=cache)
         released = CLIPConfig.from_name(name)
         assert model.config.vision_layers == released.vision_layers, name
-        assert model.config.transformer_layers == released.transformer_layers, name
+        assert model.config.transformer_layers == 1, name
         assert preprocess.n_px == released.image_resolution, name
