@@ -24,10 +24,11 @@ book: setup
 browser:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-# Unit, parity and property tests, every chapter under nbval (strict), and the built pages in a browser.
+# Unit, parity and property tests, every chapter under nbval (strict), and the built pages in a browser;
+# the 20 slowest tests are listed at the end, to keep an eye on the suite's time.
 test: book browser
 	$(BIN)/python -m pytest tests chapters --nbval --nbval-current-env \
-	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
 
 # The Python tests alone, without notebooks, the browser or the tests marked slow (CI runs those too).
 test-fast: setup

@@ -26,7 +26,7 @@ from .tokenizer import tokenize
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
-    "DEFAULT_TEMPLATE", "SPLITS", "ToyCaptions", "class_prompts", "prompt_template", "render", "normalize",
+    "DEFAULT_TEMPLATE", "SPLITS", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render", "normalize",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
@@ -114,6 +114,20 @@ def class_prompts(template: str = DEFAULT_TEMPLATE) -> list:
     """The prompt of every class, in label order: ``class_prompts()[label]`` describes ``COMBINATIONS[label]``."""
     fill = prompt_template(template)
     return [fill(name) for name in CLASSNAMES]
+
+
+def caption(shape: str, colour: str, size: str, position: str, template: int = 0, size_word: int = 0,
+            where_word: int = 0) -> str:
+    """One caption of an object: ``TEMPLATES[template]`` filled with its attributes, the size and the place in
+    the ``size_word``-th and ``where_word``-th of their wordings (counted modulo the wordings there are).
+
+    ``caption("circle", "orange", "small", "centre", template=1)`` is "an orange circle in the centre";
+    every caption of :class:`ToyCaptions` is written by this function.
+    """
+    sizes, wheres = _SIZE_WORDS[size], _WHERE_WORDS[position]
+    text = TEMPLATES[template].format(shape=shape, colour=colour, size=sizes[size_word % len(sizes)],
+                                      where=wheres[where_word % len(wheres)])
+    return _with_articles(text)
 
 
 def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -213,14 +227,11 @@ class ToyCaptions(torch.utils.data.Dataset):
         template = torch.randint(len(TEMPLATES), (size,), generator=g).tolist()
         size_word = torch.randint(6, (size,), generator=g).tolist()  # reduced modulo the synonyms available
         where_word = torch.randint(6, (size,), generator=g).tolist()
-        self.captions = []
-        for i in range(size):
-            size_name, where_name = SIZES[self.size_ids[i]], POSITIONS[self.position_ids[i]]
-            sizes, wheres = _SIZE_WORDS[size_name], _WHERE_WORDS[where_name]
-            text = TEMPLATES[template[i]].format(
-                shape=SHAPES[self.shape_ids[i]], colour=COLOURS[self.colour_ids[i]],
-                size=sizes[size_word[i] % len(sizes)], where=wheres[where_word[i] % len(wheres)])
-            self.captions.append(_with_articles(text))
+        self.captions = [
+            caption(SHAPES[self.shape_ids[i]], COLOURS[self.colour_ids[i]], SIZES[self.size_ids[i]],
+                    POSITIONS[self.position_ids[i]], template[i], size_word[i], where_word[i])
+            for i in range(size)
+        ]
         # Few distinct captions: tokenise each once.
         unique = sorted(set(self.captions))
         table = tokenize(unique, context_length=context_length)

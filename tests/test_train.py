@@ -70,6 +70,18 @@ def test_captions_name_the_pictured_attributes_in_varied_words():
     assert (data.tokens.max(dim=-1).values == 49407).all()
 
 
+def test_caption_fills_a_template_with_the_chosen_wordings():
+    assert T.caption("circle", "orange", "small", "centre", template=1) == "an orange circle in the centre"
+    assert (T.caption("ring", "red", "large", "top left", template=5, size_word=1, where_word=2)
+            == "a big ring in the upper left corner, coloured red")
+    # wordings count modulo the synonyms: "large" has two, so 3 is the second
+    assert T.caption("cross", "blue", "large", "centre", template=2, size_word=3) == "a big blue cross"
+    # ToyCaptions writes its captions with it (golden: the first pairs of the seed-0 training split)
+    assert T.ToyCaptions("train", size=3, seed=0).captions == [
+        "a ring in red at the bottom left", "there is an orange heart at the bottom right",
+        "a photo of a big blue square"]
+
+
 def test_images_show_an_object_of_the_captioned_colour():
     data = T.ToyCaptions("heldout", size=100, seed=2)
     palette = torch.tensor([T._RGB[c] for c in T.COLOURS], dtype=torch.float32)
