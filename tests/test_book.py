@@ -407,14 +407,22 @@ def test_front_matter_renders_offline(render):
 
 
 # --------------------------------------------------------------------------------------------------
-# Solutions stay folded until opened, and every image loads: the pages are served over HTTP on the
-# loopback address and probed in Chromium by a script added to each page as it is served.
+# Solutions stay folded until opened, every image loads, and code fits the column of a laptop-sized
+# window: the pages are served over HTTP on the loopback address and probed in Chromium by a script
+# added to each page as it is served.
 # --------------------------------------------------------------------------------------------------
 
 _PROBE = r"""<script>
 window.addEventListener("load", () => setTimeout(async () => {
   const shown = (el) => (el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0);
-  const result = {images: [], solutions: []};
+  const result = {images: [], solutions: [], overflowing: []};
+  // Code cells (visible ones: solutions are still folded) whose longest line needs sideways scrolling.
+  for (const pre of document.querySelectorAll("div.cell div.cell_input pre")) {
+    if (pre.clientWidth > 0 && pre.scrollWidth > pre.clientWidth + 1) {
+      const lines = pre.innerText.split("\n");
+      result.overflowing.push(lines.reduce((a, b) => (b.length > a.length ? b : a), ""));
+    }
+  }
   const settled = (img) => img.complete ? Promise.resolve() : new Promise((resolve) => {
     img.addEventListener("load", resolve, {once: true});
     img.addEventListener("error", resolve, {once: true});
@@ -528,6 +536,13 @@ def test_every_image_on_the_page_loads(page, probe):
     assert not broken, f"{page}: images that do not load: {broken}"
     if page.startswith("chapters/"):
         assert local, f"{page} shows no image at all"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=_ids(CHAPTERS))
+def test_code_fits_the_column_without_scrolling_in_a_laptop_window(notebook, probe):
+    """At 1280 px, between the two sidebars, no code cell needs a sideways scroll (book/_static/custom.css)."""
+    wide = probe[f"chapters/{notebook.stem}.html"]["overflowing"]
+    assert not wide, f"{notebook.name}: code cells wider than the column at 1280 px, e.g. {wide[:3]}"
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=_ids(CHAPTERS))
