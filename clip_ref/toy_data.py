@@ -21,12 +21,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .preprocess import IMAGE_MEAN, IMAGE_STD
+from .preprocess import normalize
 from .tokenizer import tokenize
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
-    "DEFAULT_TEMPLATE", "SPLITS", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render", "normalize",
+    "DEFAULT_TEMPLATE", "SPLITS", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
@@ -80,10 +80,6 @@ DEFAULT_TEMPLATE = "a {}"
 
 SPLITS = ("train", "seen", "heldout")
 _SPLIT_STREAM = {"train": 0, "seen": 1, "heldout": 2}  # each split draws from its own random stream
-
-# CLIP's image normalisation, so toy images enter the model exactly as photographs would.
-_MEAN = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
-_STD = torch.tensor(IMAGE_STD).view(3, 1, 1)
 
 
 def _with_articles(text: str) -> str:
@@ -169,11 +165,6 @@ def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int,
     background = noise.add_(backgrounds.view(n, 1, 1, 1))  # [N, 1, R, R]
     image = torch.addcmul(background, inside, colours_rgb.view(n, 3, 1, 1) - background)  # [N, 3, R, R]
     return image.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, 3, R, R] -> float tensors normalised with CLIP's per-channel mean and std."""
-    return (images.float() / 255 - _MEAN) / _STD
 
 
 class ToyCaptions(torch.utils.data.Dataset):
