@@ -39,6 +39,7 @@ class ToyRun:
     train: TrainConfig
     train_size: int = 8192  # toy pairs to train on
     eval_size: int = 1024  # toy images per evaluation split
+    label_captions: float = 0.0  # fraction of training captions that are bare labels (chapter 7's ablation)
 
     def to_dict(self) -> dict:
         """Plain values, as JSON stores them (tuples become lists), so a run read back compares equal."""
@@ -58,6 +59,8 @@ PRESETS = {
                                      checkpoint_every=4),
                    train_size=256, eval_size=64),
 }
+# Chapter 7's ablation: the same training in a world where a tenth of the captions are bare labels.
+PRESETS["toy-label-captions"] = dataclasses.replace(PRESETS["toy"], label_captions=0.1)
 
 
 def toy_dataset(run: ToyRun, split: str, size: int | None = None) -> ToyCaptions:
@@ -65,7 +68,8 @@ def toy_dataset(run: ToyRun, split: str, size: int | None = None) -> ToyCaptions
     if size is None:
         size = run.train_size if split == "train" else run.eval_size
     return ToyCaptions(split, size=size, seed=run.train.seed, resolution=run.model.image_resolution,
-                       context_length=run.model.context_length)
+                       context_length=run.model.context_length,
+                       label_captions=run.label_captions if split == "train" else 0.0)
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from .tokenizer import tokenize
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
-    "DEFAULT_TEMPLATE", "SPLITS", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
+    "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
@@ -77,6 +77,10 @@ TEMPLATES = (
 CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
 # The zero-shot prompt: a class name, worded like a caption ("a red circle", "an orange cross").
 DEFAULT_TEMPLATE = "a {}"
+# Questions about one attribute name their classes with one word, as datasets do: the label of an image
+# is SHAPE_CLASSNAMES[shape_id] or COLOUR_CLASSNAMES[colour_id]. No caption is ever a single word.
+SHAPE_CLASSNAMES = SHAPES
+COLOUR_CLASSNAMES = COLOURS
 
 SPLITS = ("train", "seen", "heldout")
 _SPLIT_STREAM = {"train": 0, "seen": 1, "heldout": 2}  # each split draws from its own random stream
@@ -177,15 +181,19 @@ class ToyCaptions(torch.utils.data.Dataset):
         seed: the same seed, split and size always give the same data; splits never share images.
         resolution: image side R in pixels.
         context_length: token sequence length L; must fit the longest caption (it does from 20 up).
+        label_captions: the fraction of captions replaced by a bare label ("red", "circle" or "red circle"):
+            0 in the book's world, where no caption is a lone label; chapter 7's ablation trains with some.
 
     Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L], ``captions`` (strings),
     ``labels`` (index into ``COMBINATIONS``), ``shape_ids``, ``colour_ids``, ``size_ids``, ``position_ids``.
     """
 
     def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
-                 context_length: int = 20):
+                 context_length: int = 20, label_captions: float = 0.0):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if not 0.0 <= label_captions <= 1.0:
+            raise ValueError(f"label_captions is a fraction of the captions, got {label_captions}")
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
         self.split, self.size, self.seed, self.resolution = split, size, seed, resolution
@@ -223,6 +231,12 @@ class ToyCaptions(torch.utils.data.Dataset):
                     POSITIONS[self.position_ids[i]], template[i], size_word[i], where_word[i])
             for i in range(size)
         ]
+        if label_captions:  # a world where some pictures are captioned with a bare label (chapter 7's ablation)
+            bare = torch.rand(size, generator=g) < label_captions
+            kind = torch.randint(3, (size,), generator=g)
+            for i in bare.nonzero().flatten().tolist():
+                shape, colour = SHAPES[self.shape_ids[i]], COLOURS[self.colour_ids[i]]
+                self.captions[i] = (colour, shape, f"{colour} {shape}")[kind[i]]
         # Few distinct captions: tokenise each once.
         unique = sorted(set(self.captions))
         table = tokenize(unique, context_length=context_length)

@@ -18,7 +18,7 @@ import clip_ref
 from clip_ref import CLIP
 from clip_ref import toy_data as T
 from clip_ref.preprocess import normalize
-from clip_ref.toy import PRESETS, train_toy, trained_toy_clip, zero_shot_top1
+from clip_ref.toy import PRESETS, toy_dataset, train_toy, trained_toy_clip, zero_shot_top1
 from clip_ref.train import clamp_logit_scale, learning_rate, param_groups
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +92,31 @@ def test_images_show_an_object_of_the_captioned_colour():
         object_mask = contrast >= 0.9 * contrast.max()  # inside the object, away from its blended edge
         mean = image[:, object_mask].mean(dim=1)
         assert (palette - mean).norm(dim=1).argmin().item() == colour
+
+
+def test_label_captions_replace_that_fraction_of_captions_with_bare_labels():
+    plain = T.ToyCaptions("train", size=2000, seed=0)
+    ablated = T.ToyCaptions("train", size=2000, seed=0, label_captions=0.25)
+    assert torch.equal(ablated.images, plain.images)  # the same pictures, other words
+    changed = [i for i in range(2000) if ablated.captions[i] != plain.captions[i]]
+    assert 400 < len(changed) < 600
+    kinds = set()
+    for i in changed:
+        shape, colour = T.SHAPES[plain.shape_ids[i]], T.COLOURS[plain.colour_ids[i]]
+        kinds.add((shape, colour, f"{colour} {shape}").index(ablated.captions[i]))
+    assert kinds == {0, 1, 2}
+    # in the book's world no caption is a single word, and no one-word class name is ever a caption
+    assert min(len(c.split(" ")) for c in plain.captions) >= 3
+    assert not set(T.COLOUR_CLASSNAMES + T.SHAPE_CLASSNAMES) & set(plain.captions)
+    with pytest.raises(ValueError, match="fraction"):
+        T.ToyCaptions("train", size=10, label_captions=1.5)
+
+
+def test_toy_runs_put_label_captions_in_the_training_split_only():
+    run = dataclasses.replace(PRESETS["tiny"], label_captions=1.0)
+    assert all(len(c.split(" ")) <= 2 for c in toy_dataset(run, "train").captions)
+    assert all(len(c.split(" ")) >= 3 for c in toy_dataset(run, "heldout").captions)
+    assert PRESETS["toy-label-captions"] == dataclasses.replace(PRESETS["toy"], label_captions=0.1)
 
 
 def test_items_are_normalised_images_and_tokens():
