@@ -9,8 +9,9 @@ seeds and sizes, so that every figure here is a stored output of a chapter that 
 
 * ``toy``: zero-shot top-1 on the held-out combinations and the seconds the training loop took (chapter 6);
 * ``prompts``: the colour question of chapter 7 on held-out images, asked with the bare label, the best
-  single template (chosen on the seen images) and the ensemble; ``prompt_ablation``: the same with the
-  training world's cause removed (chapter 7 trains that model too);
+  single template (chosen on other images of the seen combinations) and the ensemble, with the seen
+  images' figures and paired counts under ``by_question``; ``prompt_ablation``: the same for the model
+  trained in a world where a tenth of the captions are bare labels (chapter 7 trains it too);
 * ``probe``, ``zero_shot``, ``zero_shot_equivalent_k``: k-shot linear probes against zero-shot on the
   36-class labelled toy set (chapter 9).
 
@@ -52,10 +53,10 @@ QUESTIONS = {  # chapter 7: question -> (class names, the ToyCaptions attribute 
 def prompt_findings(model, device) -> dict:
     """Chapter 7's one-word labels: per question, top-1 on held-out (and seen) images of the bare label, "a {}",
     the best single template (chosen on other seen images) and the ensemble, with paired counts."""
-    shape = dict(resolution=model.config.image_resolution, context_length=model.config.context_length)
-    sets = {"choice": toy_data.ToyCaptions("seen", size=1024, seed=2, **shape),
-            "seen": toy_data.ToyCaptions("seen", size=4096, seed=1, **shape),
-            "heldout": toy_data.ToyCaptions("heldout", size=4096, seed=1, **shape)}
+    drawing = dict(resolution=model.config.image_resolution, context_length=model.config.context_length)
+    sets = {"choice": toy_data.ToyCaptions("seen", size=1024, seed=2, **drawing),
+            "seen": toy_data.ToyCaptions("seen", size=4096, seed=1, **drawing),
+            "heldout": toy_data.ToyCaptions("heldout", size=4096, seed=1, **drawing)}
     features = {split: image_features(model, TensorDataset(normalize(data.images), data.labels), batch_size=512,
                                       device=device, progress=False).features.cpu()
                 for split, data in sets.items()}
