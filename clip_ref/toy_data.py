@@ -26,7 +26,8 @@ from .tokenizer import tokenize
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
-    "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
+    "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "ToyCaptions", "caption",
+    "class_prompts", "prompt_template", "render",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
