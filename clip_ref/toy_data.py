@@ -11,6 +11,9 @@ and every colour does. Classifying images of those combinations among *all* comb
 such as "a red circle", tests zero-shot transfer in miniature (paper §3.1): the model has seen red
 things and circles, never a red circle, and never a label.
 
+A second drawing style, ``"outline"`` (the shape's edge only, in its colour, with captions that say
+so), is a domain the book's toy CLIP never trains on: the fine-tuning chapter adapts the model to it.
+
 Shapes: N images, R resolution, L context length.
 """
 
@@ -26,8 +29,8 @@ from .tokenizer import tokenize
 
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
-    "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "ToyCaptions", "caption",
-    "class_prompts", "prompt_template", "render",
+    "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "STYLES", "OUTLINE_TEMPLATES",
+    "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
@@ -74,6 +77,17 @@ TEMPLATES = (
     "the {shape} is {colour} and {size}",
     "there is a {colour} {shape} {where}",
 )
+# The drawing styles: filled shapes (the book's world) or their outlines only (a new domain, for
+# fine-tuning). Outline images have captions of their own, which name the style.
+STYLES = ("filled", "outline")
+OUTLINE_TEMPLATES = (
+    "an outline of a {size} {colour} {shape} {where}",
+    "the outline of a {colour} {shape}",
+    "a {colour} {shape} drawn in outline {where}",
+    "a {size} {colour} {shape} outline",
+    "an outline drawing of a {colour} {shape} {where}",
+    "a {colour} outline of a {size} {shape}",
+)
 # Zero-shot classes are named "red circle", "blue square", ...: CLASSNAMES[label] names COMBINATIONS[label].
 CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
 # The zero-shot prompt: a class name, worded like a caption ("a red circle", "an orange cross").
@@ -118,17 +132,28 @@ def class_prompts(template: str = DEFAULT_TEMPLATE) -> list:
 
 
 def caption(shape: str, colour: str, size: str, position: str, template: int = 0, size_word: int = 0,
-            where_word: int = 0) -> str:
-    """One caption of an object: ``TEMPLATES[template]`` filled with its attributes, the size and the place in
-    the ``size_word``-th and ``where_word``-th of their wordings (counted modulo the wordings there are).
+            where_word: int = 0, style: str = "filled") -> str:
+    """One caption of an object: ``TEMPLATES[template]`` (``OUTLINE_TEMPLATES[template]`` for an outline)
+    filled with its attributes, the size and the place in the ``size_word``-th and ``where_word``-th of
+    their wordings (counted modulo the wordings there are).
 
     ``caption("circle", "orange", "small", "centre", template=1)`` is "an orange circle in the centre";
     every caption of :class:`ToyCaptions` is written by this function.
     """
     sizes, wheres = _SIZE_WORDS[size], _WHERE_WORDS[position]
-    text = TEMPLATES[template].format(shape=shape, colour=colour, size=sizes[size_word % len(sizes)],
+    text = _templates(style)[template].format(shape=shape, colour=colour, size=sizes[size_word % len(sizes)],
                                       where=wheres[where_word % len(wheres)])
     return _with_articles(text)
+
+
+def _templates(style: str) -> tuple:
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
+    return TEMPLATES if style == "filled" else OUTLINE_TEMPLATES
+
+
+# An outline's width, in pixels of the supersampled drawing (half as many in the image).
+_OUTLINE_WIDTH = 3
 
 
 def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -150,13 +175,16 @@ def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int, generator) -> torch.Tensor:
+def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int, generator,
+           style: str = "filled") -> torch.Tensor:
     """Draw N objects on noisy grey backgrounds -> uint8 images [N, 3, R, R].
 
     ``colours_rgb`` [N, 3] and ``backgrounds`` [N] are in 0-255; ``radii`` [N] and ``centres`` [N, 2]
     (x, y) are fractions of the side. Shapes are drawn at twice the resolution and averaged down, which
-    smooths their edges.
+    smooths their edges. ``style="outline"`` draws only the pixels of a shape within ``_OUTLINE_WIDTH``
+    supersampled pixels of its edge (the shape minus the shape eroded), so the background shows inside.
     """
+    _templates(style)  # checks the style
     n, s = len(shape_ids), 2 * resolution
     grid = (torch.arange(s, dtype=torch.float32) + 0.5) / s  # pixel centres in [0, 1]
     u = ((grid.view(1, 1, s) - centres[:, 0].view(n, 1, 1)) / radii.view(n, 1, 1)).expand(n, s, s)
@@ -165,6 +193,9 @@ def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int,
     for k, shape in enumerate(SHAPES):
         chosen = shape_ids == k
         inside[chosen, 0] = _inside(shape, u[chosen], v[chosen]).float()
+    if style == "outline":  # erosion is a min-filter: minus the max-filter of the negated mask
+        k = 2 * _OUTLINE_WIDTH + 1
+        inside = inside + F.max_pool2d(-inside, k, stride=1, padding=_OUTLINE_WIDTH)
     inside = F.avg_pool2d(inside, 2)  # [N, 1, R, R], anti-aliased coverage
     noise = torch.randn(n, 1, resolution, resolution, generator=generator) * 6.0
     background = noise.add_(backgrounds.view(n, 1, 1, 1))  # [N, 1, R, R]
@@ -184,20 +215,23 @@ class ToyCaptions(torch.utils.data.Dataset):
         context_length: token sequence length L; must fit the longest caption (it does from 20 up).
         label_captions: the fraction of captions replaced by a bare label ("red", "circle" or "red circle"):
             0 in the book's world, where no caption is a lone label; chapter 7's ablation trains with some.
+        style: ``"filled"`` (the book's world) or ``"outline"`` (a new domain; captions from
+            ``OUTLINE_TEMPLATES``). With the same split, size and seed the two styles show the same objects.
 
     Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L], ``captions`` (strings),
     ``labels`` (index into ``COMBINATIONS``), ``shape_ids``, ``colour_ids``, ``size_ids``, ``position_ids``.
     """
 
     def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
-                 context_length: int = 20, label_captions: float = 0.0):
+                 context_length: int = 20, label_captions: float = 0.0, style: str = "filled"):
+        templates = _templates(style)  # checks the style
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if not 0.0 <= label_captions <= 1.0:
             raise ValueError(f"label_captions is a fraction of the captions, got {label_captions}")
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
-        self.split, self.size, self.seed, self.resolution = split, size, seed, resolution
+        self.split, self.size, self.seed, self.resolution, self.style = split, size, seed, resolution, style
         g = torch.Generator().manual_seed(seed * len(SPLITS) + _SPLIT_STREAM[split])
 
         combos = list(HELD_OUT if split == "heldout" else SEEN)
@@ -221,15 +255,15 @@ class ToyCaptions(torch.utils.data.Dataset):
         for start in range(0, size, 1024):  # in chunks, to bound the memory of the supersampled masks
             part = slice(start, start + 1024)
             images.append(render(self.shape_ids[part], rgb[part], radii[part], centres[part],
-                                 backgrounds[part], resolution, g))
+                                 backgrounds[part], resolution, g, style))
         self.images = torch.cat(images)
 
-        template = torch.randint(len(TEMPLATES), (size,), generator=g).tolist()
+        template = torch.randint(len(templates), (size,), generator=g).tolist()
         size_word = torch.randint(6, (size,), generator=g).tolist()  # reduced modulo the synonyms available
         where_word = torch.randint(6, (size,), generator=g).tolist()
         self.captions = [
             caption(SHAPES[self.shape_ids[i]], COLOURS[self.colour_ids[i]], SIZES[self.size_ids[i]],
-                    POSITIONS[self.position_ids[i]], template[i], size_word[i], where_word[i])
+                    POSITIONS[self.position_ids[i]], template[i], size_word[i], where_word[i], style)
             for i in range(size)
         ]
         if label_captions:  # a world where some pictures are captioned with a bare label (chapter 7's ablation)

@@ -57,6 +57,31 @@ def test_dataset_is_deterministic_and_splits_and_seeds_differ():
     assert not torch.equal(a.images, other_split.images)
 
 
+def test_outline_style_draws_the_same_objects_as_edges_and_says_so():
+    filled = T.ToyCaptions("seen", size=200, seed=3)
+    outline = T.ToyCaptions("seen", size=200, seed=3, style="outline")
+    # The same scenes: labels, sizes, positions and background noise come from the same stream.
+    for attribute in ("labels", "size_ids", "position_ids"):
+        assert torch.equal(getattr(filled, attribute), getattr(outline, attribute))
+    same = (filled.images == outline.images).all(dim=1)  # [N, R, R]
+    assert same.float().mean() > 0.8  # the background and the edge band agree
+    # Inside a large shape, the outline shows the background where the filled shape shows its colour.
+    large = (filled.size_ids == T.SIZES.index("large")).nonzero().flatten().tolist()
+    assert len(large) > 50
+    for i in large:
+        x, y = {"top left": (0.28, 0.28), "top right": (0.72, 0.28), "bottom left": (0.28, 0.72),
+                "bottom right": (0.72, 0.72), "centre": (0.5, 0.5)}[T.POSITIONS[filled.position_ids[i]]]
+        column, row = int(x * 32), int(y * 32)
+        if T.SHAPES[filled.shape_ids[i]] not in ("circle", "square", "heart"):
+            continue  # a ring is hollow already; a cross's arms and a triangle's tip are thin
+        assert not same[i, row, column], (i, filled.captions[i])
+    assert all("outline" in c for c in outline.captions)
+    assert not any("outline" in c for c in filled.captions)
+    assert T.caption("circle", "red", "small", "centre", template=1, style="outline") == "the outline of a red circle"
+    with pytest.raises(ValueError, match="style"):
+        T.ToyCaptions("seen", size=4, style="sketch")
+
+
 def test_captions_name_the_pictured_attributes_in_varied_words():
     data = T.ToyCaptions("train", size=400, seed=0)
     for i in range(len(data)):

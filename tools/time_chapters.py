@@ -77,6 +77,16 @@ def table(rows: list[tuple[str, float, float]], loads: tuple[str, str], reused: 
     return "\n".join(lines) + "\n"
 
 
+def _label(path: Path) -> str:
+    """The chapter's number and title ("6. Training CLIP from scratch"): the fine-tuning chapter
+    shares chapter 6's number, and the title tells them apart."""
+    number = path.name.split("_", 1)[0].lstrip("0")
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return f"{number}. {cell.source.splitlines()[0][2:].strip()}"
+    return number
+
+
 def _load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -102,8 +112,7 @@ def main(argv=None) -> int:
             copy = workdir / path.name
             shutil.copy(path, copy)
             wall, cpu = time_chapter(copy, workdir)
-            number = path.name.split("_", 1)[0].lstrip("0")
-            rows.append((number, wall, cpu))
+            rows.append((_label(path), wall, cpu))
             print(f"{path.name}: wall {wall:.1f} s, kernel CPU {cpu:.1f} s, load {_load()}",
                   file=sys.stderr, flush=True)
     text = table(rows, (before, _load()), args.reuse_runs)
