@@ -211,6 +211,20 @@ def test_resuming_with_a_different_lock_is_refused(vit_setup, tmp_path):
         main(_args(init, csv, tmp_path, "--resume", "--lock-image"))
 
 
+def test_resuming_a_finished_run_trains_nothing_and_gives_the_same_model_and_metrics(vit_setup, tmp_path):
+    """The fine-tuning chapter resumes its runs when they exist, so that running it again trains nothing."""
+    init, csv = vit_setup
+    first = main(_args(init, csv, tmp_path))
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    log = (tmp_path / "log.jsonl").read_text()
+    again = main(_args(init, csv, tmp_path, "--resume"))
+    assert (tmp_path / "log.jsonl").read_text() == log  # no step was taken
+    resumed = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+    ignore = {"train_seconds"}
+    assert {k: v for k, v in again.items() if k not in ignore} == {k: v for k, v in first.items() if k not in ignore}
+
+
 def test_a_locked_resnet_keeps_its_batchnorm_statistics(tmp_path):
     """A ResNet trained in train mode updates BatchNorm's running statistics (buffers, not parameters);
     with the image encoder locked they must not move either."""
