@@ -141,12 +141,13 @@ def caption(shape: str, colour: str, size: str, position: str, template: int = 0
     every caption of :class:`ToyCaptions` is written by this function.
     """
     sizes, wheres = _SIZE_WORDS[size], _WHERE_WORDS[position]
-    text = _templates(style)[template].format(shape=shape, colour=colour, size=sizes[size_word % len(sizes)],
-                                      where=wheres[where_word % len(wheres)])
+    text = _caption_templates(style)[template].format(
+        shape=shape, colour=colour, size=sizes[size_word % len(sizes)], where=wheres[where_word % len(wheres)])
     return _with_articles(text)
 
 
-def _templates(style: str) -> tuple:
+def _caption_templates(style: str) -> tuple:
+    """The caption templates of a drawing style; an unknown style is an error."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
     return TEMPLATES if style == "filled" else OUTLINE_TEMPLATES
@@ -184,7 +185,7 @@ def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int,
     smooths their edges. ``style="outline"`` draws only the pixels of a shape within ``_OUTLINE_WIDTH``
     supersampled pixels of its edge (the shape minus the shape eroded), so the background shows inside.
     """
-    _templates(style)  # checks the style
+    _caption_templates(style)  # checks the style
     n, s = len(shape_ids), 2 * resolution
     grid = (torch.arange(s, dtype=torch.float32) + 0.5) / s  # pixel centres in [0, 1]
     u = ((grid.view(1, 1, s) - centres[:, 0].view(n, 1, 1)) / radii.view(n, 1, 1)).expand(n, s, s)
@@ -224,7 +225,7 @@ class ToyCaptions(torch.utils.data.Dataset):
 
     def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
                  context_length: int = 20, label_captions: float = 0.0, style: str = "filled"):
-        templates = _templates(style)  # checks the style
+        templates = _caption_templates(style)  # checks the style
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if not 0.0 <= label_captions <= 1.0:
