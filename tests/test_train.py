@@ -69,8 +69,7 @@ def test_outline_style_draws_the_same_objects_as_edges_and_says_so():
     large = (filled.size_ids == T.SIZES.index("large")).nonzero().flatten().tolist()
     assert len(large) > 50
     for i in large:
-        x, y = {"top left": (0.28, 0.28), "top right": (0.72, 0.28), "bottom left": (0.28, 0.72),
-                "bottom right": (0.72, 0.72), "centre": (0.5, 0.5)}[T.POSITIONS[filled.position_ids[i]]]
+        x, y = T._CENTRE[T.POSITIONS[filled.position_ids[i]]]  # the object's centre, before jitter
         column, row = int(x * 32), int(y * 32)
         if T.SHAPES[filled.shape_ids[i]] not in ("circle", "square", "heart"):
             continue  # a ring is hollow already; a cross's arms and a triangle's tip are thin
