@@ -13,7 +13,14 @@ seeds and sizes, so that every figure here is a stored output of a chapter that 
   images' figures and paired counts under ``by_question``; ``prompt_ablation``: the same for the model
   trained in a world where a tenth of the captions are bare labels (chapter 7 trains it too);
 * ``probe``, ``zero_shot``, ``zero_shot_equivalent_k``: k-shot linear probes against zero-shot on the
-  36-class labelled toy set (chapter 9).
+  36-class labelled toy set (chapter 9);
+* ``robustness``: zero-shot CLIP, the supervised model of the largest budget and the linear probe, each
+  with top-1 on the original test set and its five shifts, their mean and the effective robustness against
+  the trend of the supervised models; ``robustness_trend`` (the budgets' points and the fitted line) and
+  ``covered_shift`` (the effective robustness of supervised models whose training images include one
+  shift, on each shift) (the robustness chapter after chapter 9).
+
+Like the tests, it caps the CPU kernels at AVX2, the ones the chapters' stored outputs were computed with.
 
 A measurement, not a test: it exits with status 0 whatever the numbers are.
 """
@@ -22,14 +29,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch.utils.data import TensorDataset
+for _name, _value in {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                      "ONEDNN_MAX_CPU_ISA": "AVX2"}.items():  # before torch is imported (tests/conftest.py)
+    os.environ.setdefault(_name, _value)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import TensorDataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,10 +50,14 @@ from clip_ref import toy_data  # noqa: E402
 from clip_ref.evaluate import image_features  # noqa: E402
 from clip_ref.preprocess import normalize  # noqa: E402
 from clip_ref.probe import linear_probe, zero_shot_equivalent_k  # noqa: E402
+from clip_ref.supervised import (LabelClassifier, classifier_top1, effective_robustness,  # noqa: E402
+                                 robustness_trend, train_classifier)
+from clip_ref.train import TrainConfig  # noqa: E402
 from clip_ref.toy import trained_toy_clip  # noqa: E402
 from clip_ref.zeroshot import zero_shot_classifier  # noqa: E402
 
 K_VALUES, DRAWS = (1, 2, 4, 8, 16), 3  # chapter 9
+BUDGETS = (100, 200, 400, 800)  # the robustness chapter's supervised models (steps of 128 images)
 
 
 QUESTIONS = {  # chapter 7: question -> (class names, the ToyCaptions attribute that labels it, templates)
@@ -123,6 +139,71 @@ def probe_findings(model, device) -> dict:
     return {"probe": results, "zero_shot": zero_shot, "zero_shot_equivalent_k": worth}
 
 
+def robustness_findings(model, device) -> dict:
+    """The robustness chapter: five shifts of chapter 9's test set; zero-shot CLIP, a linear probe and
+    supervised models of four budgets; effective robustness against the supervised models' trend."""
+
+    def labelled_set(seed, per_class, style="filled", shift=None):
+        parts = [toy_data.ToyCaptions(split, size=n * per_class, seed=seed, style=style, shift=shift)
+                 for split, n in (("seen", 24), ("heldout", 12))]
+        return normalize(torch.cat([p.images for p in parts])), torch.cat([p.labels for p in parts])
+
+    def clip_features(images):
+        data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+        found = image_features(model, data, batch_size=512, device=device, progress=False)
+        return F.normalize(found.features.float(), dim=-1)
+
+    def supervised(images, labels, steps):
+        torch.manual_seed(0)
+        classifier = LabelClassifier(model.config, num_classes=len(toy_data.CLASSNAMES))
+        train_classifier(classifier, images, labels,
+                         TrainConfig(steps=steps, batch_size=128, lr=2e-3, warmup_steps=steps // 10), progress=False)
+        return {name: classifier_top1(classifier, x, y) for name, (x, y) in tests.items()}
+
+    pool_x, pool_y = labelled_set(101, 100)
+    val_x, val_y = labelled_set(102, 20)
+    tests = {"original": labelled_set(103, 80), "outline": labelled_set(103, 80, style="outline")}
+    tests.update({shift: labelled_set(103, 80, shift=shift) for shift in toy_data.SHIFTS})
+    shifted = [name for name in tests if name != "original"]
+    W = zero_shot_classifier(model, toy_data.CLASSNAMES, [toy_data.prompt_template("a {}")], device=device,
+                             progress=False).cpu()
+    features = {name: clip_features(x) for name, (x, _) in tests.items()}
+    probe = linear_probe(clip_features(pool_x), pool_y, clip_features(val_x), val_y)
+    accuracy = {
+        "zero_shot": {name: ((features[name] @ W).argmax(-1) == y).float().mean().item()
+                      for name, (_, y) in tests.items()},
+        "linear_probe": {name: (probe.predict(features[name]) == y).float().mean().item()
+                         for name, (_, y) in tests.items()},
+    }
+    budgets = {steps: supervised(pool_x, pool_y, steps) for steps in BUDGETS}
+    accuracy["supervised"] = budgets[BUDGETS[-1]]
+
+    def mean_shifted(row):
+        return sum(row[name] for name in shifted) / len(shifted)
+
+    trend = robustness_trend([b["original"] for b in budgets.values()], [mean_shifted(b) for b in budgets.values()])
+    per_shift = {name: robustness_trend([b["original"] for b in budgets.values()], [b[name] for b in budgets.values()])
+                 for name in shifted}
+    found = {row: {"original": acc["original"], "shifted_mean": mean_shifted(acc),
+                   "effective_robustness": effective_robustness(acc["original"], mean_shifted(acc), trend),
+                   "per_shift": {name: acc[name] for name in shifted},
+                   "per_shift_effective_robustness": {
+                       name: effective_robustness(acc["original"], acc[name], per_shift[name]) for name in shifted}}
+             for row, acc in accuracy.items()}
+    half = torch.arange(0, len(pool_y), 2)
+    covered = {}
+    for n, shift in enumerate(shifted):
+        extra_x, extra_y = (labelled_set(110 + n, 50, style="outline") if shift == "outline"
+                            else labelled_set(110 + n, 50, shift=shift))
+        acc = supervised(torch.cat([pool_x[half], extra_x]), torch.cat([pool_y[half], extra_y]), 400)
+        covered[shift] = {name: effective_robustness(acc["original"], acc[name], per_shift[name]) for name in shifted}
+    return {"robustness": found,
+            "robustness_trend": {"slope": trend.slope, "intercept": trend.intercept,
+                                 "supervised": {str(steps): {"original": b["original"], "shifted_mean": mean_shifted(b)}
+                                                for steps, b in budgets.items()}},
+            "covered_shift": covered}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="write the figures to this JSON file")
@@ -144,6 +225,7 @@ def main() -> None:
         "prompts": prompt_findings(model, device),
         "prompt_ablation": prompt_findings(ablated, device),
         **probe_findings(model, device),
+        **robustness_findings(model, device),
         "machine": {"threads": args.threads, "device": str(device), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -152,6 +234,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(findings, indent=2) + "\n")
     print(json.dumps({k: findings[k] for k in ("toy", "prompts", "probe", "zero_shot", "zero_shot_equivalent_k")},
                      indent=2))
+    print(json.dumps({row: {k: v for k, v in r.items() if not k.startswith("per_shift")}
+                      for row, r in findings["robustness"].items()}, indent=2))
 
 
 if __name__ == "__main__":

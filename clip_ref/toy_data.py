@@ -13,13 +13,14 @@ things and circles, never a red circle, and never a label.
 
 A second drawing style, ``"outline"`` (the shape's edge only, in its colour, with captions that say
 so), is a domain the book's toy CLIP never trains on: the fine-tuning chapter adapts the model to it.
+``SHIFTS`` change how the same objects look without changing what they are (noise, blur, faded colours, a
+light background): the robustness chapter tests models on them, as the paper tests ImageNet models on
+shifted versions of ImageNet (§3.3).
 
 Shapes: N images, R resolution, L context length.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from .tokenizer import tokenize
 __all__ = [
     "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
     "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "STYLES", "OUTLINE_TEMPLATES",
-    "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
+    "SHIFTS", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
@@ -88,6 +89,13 @@ OUTLINE_TEMPLATES = (
     "an outline drawing of a {colour} {shape} {where}",
     "a {colour} outline of a {size} {shape}",
 )
+# Distribution shifts: the same objects, seen differently. Captions do not change (they describe the object).
+# "noise": Gaussian pixel noise of standard deviation 40 (of 255); "blur": drawn at 12 pixels and scaled
+# back up; "faded": every pixel pulled half way to a light grey; "light background": backgrounds 100 grey
+# levels lighter (100 to 170, where the world's are 0 to 70).
+SHIFTS = ("noise", "blur", "faded", "light background")
+_NOISE_STD, _BLUR_RESOLUTION, _FADE, _FADE_GREY, _LIGHTER = 40.0, 12, 0.5, 200.0, 100.0
+_SHIFT_STREAM = 2 ** 40  # offsets the seeds of the noise's generator from those of the objects' generators
 # Zero-shot classes are named "red circle", "blue square", ...: CLASSNAMES[label] names COMBINATIONS[label].
 CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
 # The zero-shot prompt: a class name, worded like a caption ("a red circle", "an orange cross").
@@ -204,6 +212,19 @@ def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int,
     return image.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _shifted(images: torch.Tensor, shift: str, seed: int) -> torch.Tensor:
+    """Apply a pixel-level shift to uint8 images [N, 3, R, R] (a light background is drawn, not applied)."""
+    x = images.float()
+    if shift == "noise":  # its own generator, so the objects and captions stay those of the unshifted set
+        x = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)) * _NOISE_STD
+    elif shift == "blur":
+        small = F.interpolate(x, size=_BLUR_RESOLUTION, mode="area")
+        x = F.interpolate(small, size=images.shape[-1], mode="bilinear", align_corners=False)
+    elif shift == "faded":
+        x = x + (_FADE_GREY - x) * _FADE
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
 class ToyCaptions(torch.utils.data.Dataset):
     """A seeded set of toy (image, caption) pairs. Item ``i`` is ``(image [3, R, R] float, tokens [L])``.
 
@@ -218,14 +239,19 @@ class ToyCaptions(torch.utils.data.Dataset):
             0 in the book's world, where no caption is a lone label; chapter 7's ablation trains with some.
         style: ``"filled"`` (the book's world) or ``"outline"`` (a new domain; captions from
             ``OUTLINE_TEMPLATES``). With the same split, size and seed the two styles show the same objects.
+        shift: ``None`` (the book's world) or one of ``SHIFTS``: the same objects and captions as without
+            it, drawn with noise, blurred, faded or on a light background. Combines with either style.
 
     Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L], ``captions`` (strings),
     ``labels`` (index into ``COMBINATIONS``), ``shape_ids``, ``colour_ids``, ``size_ids``, ``position_ids``.
     """
 
     def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
-                 context_length: int = 20, label_captions: float = 0.0, style: str = "filled"):
+                 context_length: int = 20, label_captions: float = 0.0, style: str = "filled",
+                 shift: str | None = None):
         templates = _caption_templates(style)  # checks the style
+        if shift is not None and shift not in SHIFTS:
+            raise ValueError(f"unknown shift {shift!r}; expected None or one of {SHIFTS}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if not 0.0 <= label_captions <= 1.0:
@@ -233,6 +259,7 @@ class ToyCaptions(torch.utils.data.Dataset):
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
         self.split, self.size, self.seed, self.resolution, self.style = split, size, seed, resolution, style
+        self.shift = shift
         g = torch.Generator().manual_seed(seed * len(SPLITS) + _SPLIT_STREAM[split])
 
         combos = list(HELD_OUT if split == "heldout" else SEEN)
@@ -251,6 +278,8 @@ class ToyCaptions(torch.utils.data.Dataset):
         rgb = torch.tensor([_RGB[c] for c in COLOURS], dtype=torch.float32)[self.colour_ids]
         rgb = (rgb + torch.randn(size, 3, generator=g) * 12).clamp(0, 255)
         backgrounds = torch.rand(size, generator=g) * 70  # dark to mid grey
+        if shift == "light background":
+            backgrounds = backgrounds + _LIGHTER
 
         images = []
         for start in range(0, size, 1024):  # in chunks, to bound the memory of the supersampled masks
@@ -258,6 +287,9 @@ class ToyCaptions(torch.utils.data.Dataset):
             images.append(render(self.shape_ids[part], rgb[part], radii[part], centres[part],
                                  backgrounds[part], resolution, g, style))
         self.images = torch.cat(images)
+        if shift is not None:
+            # A stream of its own for the noise, apart from the one that drew the objects.
+            self.images = _shifted(self.images, shift, _SHIFT_STREAM + seed * len(SPLITS) + _SPLIT_STREAM[split])
 
         template = torch.randint(len(templates), (size,), generator=g).tolist()
         size_word = torch.randint(6, (size,), generator=g).tolist()  # reduced modulo the synonyms available

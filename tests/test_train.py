@@ -81,6 +81,35 @@ def test_outline_style_draws_the_same_objects_as_edges_and_says_so():
         T.ToyCaptions("seen", size=4, style="sketch")
 
 
+def test_shifts_change_how_the_same_objects_look_and_nothing_else():
+    plain = T.ToyCaptions("seen", size=200, seed=3)
+    shifted = {shift: T.ToyCaptions("seen", size=200, seed=3, shift=shift) for shift in T.SHIFTS}
+    for data in shifted.values():  # the same objects and the same captions
+        for attribute in ("labels", "size_ids", "position_ids", "tokens"):
+            assert torch.equal(getattr(plain, attribute), getattr(data, attribute))
+        assert data.captions == plain.captions and data.images.dtype == torch.uint8
+    x = plain.images.float()
+    noise = shifted["noise"].images.float() - x  # clamped at 0 and 255, so measured where the image is mid-range
+    middle = (x > 60) & (x < 195)
+    assert 35 < noise[middle].std() < 45
+    assert 0.9 * x.std() > shifted["faded"].images.float().std()  # less contrast
+    assert (shifted["faded"].images.float().mean() - x.mean()) > 50  # towards a light grey
+    # Blur: the detail of the drawing (differences between neighbouring pixels) falls.
+    def detail(images):
+        return (images.float().diff(dim=-1).abs().mean() + images.float().diff(dim=-2).abs().mean()).item()
+    assert detail(shifted["blur"].images) < 0.6 * detail(plain.images)
+    # A light background: the corners (background in almost every image) are light where they were dark.
+    corners = lambda images: images[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].float().mean(dim=(1, 2))  # noqa: E731
+    assert (corners(plain.images) < 90).float().mean() > 0.9
+    assert (corners(shifted["light background"].images) > 165).float().mean() > 0.9
+    # Deterministic, and the shifted set of a style keeps that style's objects.
+    assert torch.equal(T.ToyCaptions("seen", size=200, seed=3, shift="noise").images, shifted["noise"].images)
+    outline = T.ToyCaptions("seen", size=20, seed=3, style="outline", shift="light background")
+    assert all("outline" in c for c in outline.captions)
+    with pytest.raises(ValueError, match="shift"):
+        T.ToyCaptions("seen", size=4, shift="snow")
+
+
 def test_captions_name_the_pictured_attributes_in_varied_words():
     data = T.ToyCaptions("train", size=400, seed=0)
     for i in range(len(data)):
@@ -346,3 +375,11 @@ def test_a_fresh_run_removes_an_old_runs_results(tmp_path):
     (tmp_path / "metrics.json").write_text('{"heldout_top1": 1.0}')
     assert train_toy(TINY, tmp_path, progress=False, stop_at=1) == {"stopped_at": 1}
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_cpu_kernels_are_capped_at_avx2_here_and_in_the_notebook_kernels():
+    """The stored outputs come from AVX2 kernels; AVX-512 ones train the toy CLIP to other numbers."""
+    assert torch.backends.cpu.get_cpu_capability() != "AVX512"
+    child = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                           capture_output=True, text=True, check=True)  # what a notebook kernel inherits
+    assert child.stdout.strip() != "AVX512"
