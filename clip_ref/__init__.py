@@ -6,8 +6,8 @@ The public API mirrors OpenAI's ``clip`` module: ``available_models``, ``load``,
 
 Modules, in the order data flows (lower modules never import higher ones):
 tokenizer, preprocess -> captions, layers -> resnet, vit -> config, model -> checkpoint, download, loading
--> loss, evaluate, retrieval, probe -> zeroshot -> toy_data, train -> toy, supervised. (``notebook`` holds the
-chapters' helpers.)
+-> loss, evaluate, retrieval, probe -> zeroshot -> toy_data, train -> toy, supervised, objectives.
+(``notebook`` holds the chapters' helpers.)
 """
 
 __version__ = "0.1.0"

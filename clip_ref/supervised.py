@@ -18,17 +18,15 @@ Shapes: N images, R resolution, C classes, E the image encoder's output dim.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .config import CLIPConfig
 from .model import CLIP
-from .train import TrainConfig, param_groups, learning_rate
+from .train import TrainConfig, train_on_tensors
 
 __all__ = ["LabelClassifier", "train_classifier", "classifier_top1", "robustness_trend", "effective_robustness"]
 
@@ -51,40 +49,21 @@ def train_classifier(model: LabelClassifier, images: torch.Tensor, labels: torch
                      progress: bool = True) -> dict:
     """Train ``model`` with cross-entropy on ``images`` [N, 3, R, R] (normalised) and ``labels`` [N].
 
-    One process on the CPU, batches drawn as :func:`clip_ref.train.train` draws them (a seeded shuffle per
-    epoch, the incomplete last batch dropped), the same optimiser, schedule and clipping. Deterministic for
-    a given seed, data and thread count. Returns ``{"steps", "final_loss", "train_seconds"}``; the model
-    ends in eval mode.
+    With :func:`clip_ref.train.train_on_tensors`: the recipe of :func:`clip_ref.train.train` in one process,
+    batches from a seeded shuffle per epoch. Deterministic for a given seed, data and thread count. Returns
+    ``{"steps", "final_loss", "train_seconds"}``; the model ends in eval mode.
     """
     if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"expected images [N, 3, R, R] and labels [N], got {tuple(images.shape)} and "
                          f"{tuple(labels.shape)}")
+    if labels.dtype.is_floating_point:  # cross_entropy would read float labels as class probabilities
+        raise TypeError(f"labels must be integer class indices, got {labels.dtype}")
     num_classes = model.head.out_features
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
-    if len(labels) < config.batch_size:
-        raise ValueError(f"{len(labels)} images are fewer than one batch of {config.batch_size}")
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
-                                  eps=config.eps)
-    generator = torch.Generator().manual_seed(config.seed)
-    per_epoch = len(labels) // config.batch_size
-    model.train()
-    started, loss = time.perf_counter(), torch.tensor(math.nan)
-    order = torch.empty(0, dtype=torch.long)
-    for step in tqdm(range(config.steps), disable=not progress, desc="training", unit="step"):
-        if step % per_epoch == 0:
-            order = torch.randperm(len(labels), generator=generator)
-        batch = order[(step % per_epoch) * config.batch_size:][:config.batch_size]
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config)
-        loss = F.cross_entropy(model(images[batch]), labels[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-    model.eval()
-    return {"steps": config.steps, "final_loss": round(loss.item(), 6),
-            "train_seconds": round(time.perf_counter() - started, 2)}
+    summary = train_on_tensors(model, lambda x, y: F.cross_entropy(model(x), y), images, labels, config,
+                               progress=progress)
+    return {key: summary[key] for key in ("steps", "final_loss", "train_seconds")}
 
 
 @torch.no_grad()

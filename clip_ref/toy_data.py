@@ -241,6 +241,10 @@ class ToyCaptions(torch.utils.data.Dataset):
             ``OUTLINE_TEMPLATES``). With the same split, size and seed the two styles show the same objects.
         shift: ``None`` (the book's world) or one of ``SHIFTS``: the same objects and captions as without
             it, drawn with noise, blurred, faded or on a light background. Combines with either style.
+        one_template: ``None`` (the book's world: each caption from a random template, with random
+            synonyms) or an index into ``TEMPLATES``: every caption from that template with the first
+            synonyms. ``one_template=3`` ("a red circle") gives one caption per class, where the book's
+            world has hundreds. The same objects as without it.
 
     Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L], ``captions`` (strings),
     ``labels`` (index into ``COMBINATIONS``), ``shape_ids``, ``colour_ids``, ``size_ids``, ``position_ids``.
@@ -248,7 +252,7 @@ class ToyCaptions(torch.utils.data.Dataset):
 
     def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
                  context_length: int = 20, label_captions: float = 0.0, style: str = "filled",
-                 shift: str | None = None):
+                 shift: str | None = None, one_template: int | None = None):
         templates = _caption_templates(style)  # checks the style
         if shift is not None and shift not in SHIFTS:
             raise ValueError(f"unknown shift {shift!r}; expected None or one of {SHIFTS}")
@@ -294,6 +298,10 @@ class ToyCaptions(torch.utils.data.Dataset):
         template = torch.randint(len(templates), (size,), generator=g).tolist()
         size_word = torch.randint(6, (size,), generator=g).tolist()  # reduced modulo the synonyms available
         where_word = torch.randint(6, (size,), generator=g).tolist()
+        if one_template is not None:  # drawn all the same, so the rest of the stream is unchanged
+            if not 0 <= one_template < len(templates):
+                raise ValueError(f"one_template must index the {len(templates)} templates, got {one_template}")
+            template, size_word, where_word = [one_template] * size, [0] * size, [0] * size
         self.captions = [
             caption(SHAPES[self.shape_ids[i]], COLOURS[self.colour_ids[i]], SIZES[self.size_ids[i]],
                     POSITIONS[self.position_ids[i]], template[i], size_word[i], where_word[i], style)

@@ -62,6 +62,8 @@ def test_training_refuses_bad_input():
         train_classifier(model, images, labels[:-1], RECIPE, progress=False)
     with pytest.raises(ValueError, match="labels must lie"):
         train_classifier(model, images, labels + 6, RECIPE, progress=False)
+    with pytest.raises(TypeError, match="integer class indices"):
+        train_classifier(model, images, labels.float(), RECIPE, progress=False)
     with pytest.raises(ValueError, match="one batch"):
         train_classifier(model, images[:8], labels[:8], RECIPE, progress=False)
 
