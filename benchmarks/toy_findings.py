@@ -14,6 +14,11 @@ seeds and sizes, so that every figure here is a stored output of a chapter that 
   trained in a world where a tenth of the captions are bare labels (chapter 7 trains it too);
 * ``probe``, ``zero_shot``, ``zero_shot_equivalent_k``: k-shot linear probes against zero-shot on the
   36-class labelled toy set (chapter 9);
+* ``efficiency``: the paper's Figure 2, the objectives chapter after chapter 6: captioning, bag-of-words
+  prediction and the contrastive objective trained on the toy pairs with one image encoder and budget;
+  ``contrastive_vs_bag_of_words`` and ``contrastive_vs_captioning`` are how many times fewer images the
+  contrastive model needs to reach the other's final zero-shot top-1 (``None`` if it never does), with the
+  curves, the held-out combinations' top-1, and the same for the ablation with one caption per class;
 * ``robustness``: zero-shot CLIP, the supervised model of the largest budget and the linear probe, each
   with top-1 on the original test set and its five shifts, their mean and the effective robustness against
   the trend of the supervised models; ``robustness_trend`` (the budgets' points and the fitted line) and
@@ -49,11 +54,14 @@ sys.path.insert(0, str(ROOT))
 from clip_ref import toy_data  # noqa: E402
 from clip_ref.evaluate import image_features  # noqa: E402
 from clip_ref.preprocess import normalize  # noqa: E402
+from clip_ref.objectives import (BagOfWords, CaptionModel, Contrastive, images_to_reach,  # noqa: E402
+                                 train_objective, vocabulary)
 from clip_ref.probe import linear_probe, zero_shot_equivalent_k  # noqa: E402
+from clip_ref.tokenizer import tokenize  # noqa: E402
+from clip_ref.toy import PRESETS, toy_dataset, trained_toy_clip  # noqa: E402
 from clip_ref.supervised import (LabelClassifier, classifier_top1, effective_robustness,  # noqa: E402
                                  robustness_trend, train_classifier)
 from clip_ref.train import TrainConfig  # noqa: E402
-from clip_ref.toy import trained_toy_clip  # noqa: E402
 from clip_ref.zeroshot import zero_shot_classifier  # noqa: E402
 
 K_VALUES, DRAWS = (1, 2, 4, 8, 16), 3  # chapter 9
@@ -137,6 +145,44 @@ def probe_findings(model, device) -> dict:
     all_k = len(pool_y) / len(toy_data.COMBINATIONS)
     worth = zero_shot_equivalent_k(list(K_VALUES) + [all_k], list(results.values()), zero_shot)
     return {"probe": results, "zero_shot": zero_shot, "zero_shot_equivalent_k": worth}
+
+
+def efficiency_findings() -> dict:
+    """The objectives chapter: three objectives, 600 steps of 128 pairs each, on the varied captions and on
+    one caption per class; zero-shot top-1 on the seen combinations every 75 steps."""
+    run = PRESETS["toy"]
+    seen, heldout = toy_dataset(run, "seen"), toy_dataset(run, "heldout")
+    prompts = tokenize(toy_data.class_prompts("a {}"), context_length=run.model.context_length)
+    recipe = TrainConfig(steps=600, batch_size=128, lr=2e-3, warmup_steps=40)
+
+    def top1(model, data):
+        return (model.scores(normalize(data.images), prompts).argmax(dim=-1) == data.labels).float().mean().item()
+
+    def race(pairs):
+        vocab = vocabulary(torch.cat([pairs.tokens, prompts]))
+        found = {"curves": {}, "heldout_top1": {}}
+        for name, make in (("bag_of_words", lambda: BagOfWords(run.model, vocab)),
+                           ("captioning", lambda: CaptionModel(run.model, vocab)),
+                           ("contrastive", lambda: Contrastive(run.model))):
+            torch.manual_seed(0)
+            model = make()
+            summary = train_objective(model, normalize(pairs.images), pairs.tokens, recipe,
+                                      evaluate=lambda m: top1(m, seen), evaluate_every=75, progress=False)
+            found["curves"][name] = summary["curve"]
+            with torch.no_grad():
+                found["heldout_top1"][name] = top1(model, heldout)
+        for other in ("bag_of_words", "captioning"):
+            final = found["curves"][other][-1]
+            needed = images_to_reach(found["curves"]["contrastive"], final["score"])
+            found[f"contrastive_vs_{other}"] = None if needed is None else final["images_seen"] / needed
+        return found
+
+    varied = race(toy_dataset(run, "train"))
+    one_caption = race(toy_data.ToyCaptions("train", size=run.train_size, seed=run.train.seed,
+                                            context_length=run.model.context_length, one_template=3))
+    return {"efficiency": {key: varied[key] for key in ("contrastive_vs_bag_of_words", "contrastive_vs_captioning")}
+            | {"curves": varied["curves"], "heldout_top1": varied["heldout_top1"],
+               "one_caption_per_class": one_caption}}
 
 
 def robustness_findings(model, device) -> dict:
@@ -226,6 +272,7 @@ def main() -> None:
         "prompt_ablation": prompt_findings(ablated, device),
         **probe_findings(model, device),
         **robustness_findings(model, device),
+        **efficiency_findings(),
         "machine": {"threads": args.threads, "device": str(device), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -234,6 +281,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(findings, indent=2) + "\n")
     print(json.dumps({k: findings[k] for k in ("toy", "prompts", "probe", "zero_shot", "zero_shot_equivalent_k")},
                      indent=2))
+    print(json.dumps({key: findings["efficiency"][key] for key in ("contrastive_vs_bag_of_words",
+                                                                   "contrastive_vs_captioning")}, indent=2))
     print(json.dumps({row: {k: v for k, v in r.items() if not k.startswith("per_shift")}
                       for row, r in findings["robustness"].items()}, indent=2))
 

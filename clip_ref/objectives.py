@@ -19,8 +19,8 @@ that one loop (:func:`train_objective`) trains all three on the same pairs with 
   model, of its words for the bag of words, and the scaled cosine similarity for the contrastive model.
 
 The predictive models predict tokens of a *vocabulary*: the token ids that occur in the training captions
-(a few dozen in the toy world), not all 49,408, which would make their output layer cost more than the
-rest of the model. A text with a token outside the vocabulary cannot be scored, and is an error.
+and in the prompts they will score (a few dozen in the toy world), not all 49,408, which would make their
+output layer cost more than the rest of the model. A text with a token outside it is an error.
 
 Shapes: N images, L context length, T texts, V vocabulary size, E embedding dim, D text width.
 """
@@ -41,7 +41,7 @@ from .train import TrainConfig, clamp_logit_scale, train_on_tensors
 
 __all__ = ["vocabulary", "BagOfWords", "CaptionModel", "Contrastive", "train_objective", "images_to_reach"]
 
-_SOT, _EOT = 49406, 49407  # the start and end tokens of the BPE vocabulary; 0 pads
+_SOT, _EOT = 49406, 49407  # the ids of the start and end tokens (clip_ref.tokenizer); 0 pads
 
 
 def vocabulary(tokens: torch.Tensor) -> torch.Tensor:
@@ -69,8 +69,8 @@ class _Predictive(nn.Module):
         padding = tokens == 0
         if not (known | padding).all():
             unknown = sorted(set(tokens[~(known | padding)].tolist()))
-            raise ValueError(f"tokens {unknown[:10]} are not in the vocabulary the model predicts (it has "
-                             f"{len(self.vocab)} tokens, those of its training captions)")
+            raise ValueError(f"tokens {unknown[:10]} are not in the vocabulary the model predicts (its "
+                             f"{len(self.vocab)} tokens: build it from the training captions and the prompts)")
         return torch.where(padding, torch.full_like(position, -1), position)
 
 
