@@ -74,6 +74,14 @@ QUESTIONS = {  # chapter 7: question -> (class names, the ToyCaptions attribute 
 }
 
 
+def labelled_images(seed, per_class, style="filled", shift=None):
+    """Chapter 9's labelled toy set (all 36 classes, about ``per_class`` each), also in the robustness chapter's
+    styles and shifts: normalised images [N, 3, R, R] and labels [N]."""
+    parts = [toy_data.ToyCaptions(split, size=n * per_class, seed=seed, style=style, shift=shift)
+             for split, n in (("seen", 24), ("heldout", 12))]
+    return normalize(torch.cat([p.images for p in parts])), torch.cat([p.labels for p in parts])
+
+
 def prompt_findings(model, device) -> dict:
     """Chapter 7's one-word labels: per question, top-1 on held-out (and seen) images of the bare label, "a {}",
     the best single template (chosen on other seen images) and the ensemble, with paired counts."""
@@ -112,11 +120,8 @@ def probe_findings(model, device) -> dict:
     """Chapter 9's comparison: zero-shot against k-shot probes on the same frozen features."""
 
     def labelled_set(seed, per_class):
-        parts = [toy_data.ToyCaptions("seen", size=24 * per_class, seed=seed),
-                 toy_data.ToyCaptions("heldout", size=12 * per_class, seed=seed)]
-        images = torch.cat([p.images for p in parts])
-        labels = torch.cat([p.labels for p in parts])
-        found = image_features(model, TensorDataset(normalize(images), labels), batch_size=512, device=device,
+        images, labels = labelled_images(seed, per_class)
+        found = image_features(model, TensorDataset(images, labels), batch_size=512, device=device,
                                progress=False)
         return F.normalize(found.features.float(), dim=-1), labels
 
@@ -189,11 +194,6 @@ def robustness_findings(model, device) -> dict:
     """The robustness chapter: five shifts of chapter 9's test set; zero-shot CLIP, a linear probe and
     supervised models of four budgets; effective robustness against the supervised models' trend."""
 
-    def labelled_set(seed, per_class, style="filled", shift=None):
-        parts = [toy_data.ToyCaptions(split, size=n * per_class, seed=seed, style=style, shift=shift)
-                 for split, n in (("seen", 24), ("heldout", 12))]
-        return normalize(torch.cat([p.images for p in parts])), torch.cat([p.labels for p in parts])
-
     def clip_features(images):
         data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
         found = image_features(model, data, batch_size=512, device=device, progress=False)
@@ -206,10 +206,10 @@ def robustness_findings(model, device) -> dict:
                          TrainConfig(steps=steps, batch_size=128, lr=2e-3, warmup_steps=steps // 10), progress=False)
         return {name: classifier_top1(classifier, x, y) for name, (x, y) in tests.items()}
 
-    pool_x, pool_y = labelled_set(101, 100)
-    val_x, val_y = labelled_set(102, 20)
-    tests = {"original": labelled_set(103, 80), "outline": labelled_set(103, 80, style="outline")}
-    tests.update({shift: labelled_set(103, 80, shift=shift) for shift in toy_data.SHIFTS})
+    pool_x, pool_y = labelled_images(101, 100)
+    val_x, val_y = labelled_images(102, 20)
+    tests = {"original": labelled_images(103, 80), "outline": labelled_images(103, 80, style="outline")}
+    tests.update({shift: labelled_images(103, 80, shift=shift) for shift in toy_data.SHIFTS})
     shifted = [name for name in tests if name != "original"]
     W = zero_shot_classifier(model, toy_data.CLASSNAMES, [toy_data.prompt_template("a {}")], device=device,
                              progress=False).cpu()
@@ -239,8 +239,8 @@ def robustness_findings(model, device) -> dict:
     half = torch.arange(0, len(pool_y), 2)
     covered = {}
     for n, shift in enumerate(shifted):
-        extra_x, extra_y = (labelled_set(110 + n, 50, style="outline") if shift == "outline"
-                            else labelled_set(110 + n, 50, shift=shift))
+        extra_x, extra_y = (labelled_images(110 + n, 50, style="outline") if shift == "outline"
+                            else labelled_images(110 + n, 50, shift=shift))
         acc = supervised(torch.cat([pool_x[half], extra_x]), torch.cat([pool_y[half], extra_y]), 400)
         covered[shift] = {name: effective_robustness(acc["original"], acc[name], per_shift[name]) for name in shifted}
     return {"robustness": found,
