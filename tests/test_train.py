@@ -396,3 +396,24 @@ def test_cpu_kernels_are_capped_at_avx2_here_and_in_the_notebook_kernels():
     child = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
                            capture_output=True, text=True, check=True)  # what a notebook kernel inherits
     assert child.stdout.strip() != "AVX512"
+
+
+def test_heart_is_both_a_shape_and_a_place_in_the_toy_language():
+    # The world's ambiguous word (chapter 7): the same token names the shape and the centre.
+    assert T.caption("heart", "red", "small", "centre", template=1, where_word=1) == "a red heart in the heart"
+    assert T.caption("circle", "red", "small", "centre", template=9, where_word=2) == (
+        "there is a red circle at the heart of the picture")
+    world = T.ToyCaptions("train", size=4096)
+    places = [c for c, s in zip(world.captions, world.shape_ids.tolist()) if "heart" in c and s != 3]
+    assert len(places) > 100  # "heart" as a place, in captions of other shapes
+
+
+def test_every_toy_caption_fits_the_toy_context_without_truncation():
+    longest = max(
+        (T.caption(shape, colour, size, position, template, size_word, where_word, style)
+         for style in T.STYLES for template in range(len(T._caption_templates(style)))
+         for shape in T.SHAPES for colour in T.COLOURS for size in T.SIZES for position in T.POSITIONS
+         for size_word in range(3) for where_word in range(3)),
+        key=lambda text: len(clip_ref.tokenize([text], context_length=77)[0].nonzero()))
+    tokens = clip_ref.tokenize([longest], context_length=77)[0]
+    assert int(tokens.argmax()) + 1 <= PRESETS["toy"].model.context_length  # end token inside the context
