@@ -180,22 +180,31 @@ def efficiency_findings() -> dict:
     recipe = TrainConfig(steps=600, batch_size=128, lr=2e-3, warmup_steps=40)
     pairs = 8192  # the chapter's training set: 8,192 pairs, seen nine times each in 600 steps
 
+    @torch.no_grad()
     def top1(model, data):
         return (model.scores(normalize(data.images), prompts).argmax(dim=-1) == data.labels).float().mean().item()
 
-    def race(pairs):
+    def train_three(pairs, seed, curves):
+        """The three objectives trained on ``pairs`` with ``seed`` (initial weights and batch order), as the
+        chapter trains them: name -> (model, curve on the seen combinations, empty without ``curves``)."""
         vocab = vocabulary(torch.cat([pairs.tokens, prompts]))
-        found = {"curves": {}, "heldout_top1": {}}
+        trained = {}
         for name, make in (("bag_of_words", lambda: BagOfWords(run.model, vocab)),
                            ("captioning", lambda: CaptionModel(run.model, vocab)),
                            ("contrastive", lambda: Contrastive(run.model))):
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
             model = make()
-            summary = train_objective(model, normalize(pairs.images), pairs.tokens, recipe,
-                                      evaluate=lambda m: top1(m, seen), evaluate_every=75, progress=False)
-            found["curves"][name] = summary["curve"]
-            with torch.no_grad():
-                found["heldout_top1"][name] = top1(model, heldout)
+            summary = train_objective(model, normalize(pairs.images), pairs.tokens,
+                                      dataclasses.replace(recipe, seed=seed),
+                                      evaluate=(lambda m: top1(m, seen)) if curves else None, evaluate_every=75,
+                                      progress=False)
+            trained[name] = model, summary["curve"]
+        return trained
+
+    def race(pairs):
+        trained = train_three(pairs, seed=0, curves=True)
+        found = {"curves": {name: curve for name, (_, curve) in trained.items()},
+                 "heldout_top1": {name: top1(model, heldout) for name, (model, _) in trained.items()}}
         for other in ("bag_of_words", "captioning"):
             final = found["curves"][other][-1]
             needed = images_to_reach(found["curves"]["contrastive"], final["score"])
@@ -203,19 +212,9 @@ def efficiency_findings() -> dict:
         return found
 
     def finals(pairs, seed):
-        """Each objective's final seen and held-out top-1 when trained with another seed (weights, batches)."""
-        vocab = vocabulary(torch.cat([pairs.tokens, prompts]))
-        found = {}
-        for name, make in (("bag_of_words", lambda: BagOfWords(run.model, vocab)),
-                           ("captioning", lambda: CaptionModel(run.model, vocab)),
-                           ("contrastive", lambda: Contrastive(run.model))):
-            torch.manual_seed(seed)
-            model = make()
-            train_objective(model, normalize(pairs.images), pairs.tokens, dataclasses.replace(recipe, seed=seed),
-                            progress=False)
-            with torch.no_grad():
-                found[name] = {"seen": top1(model, seen), "heldout": top1(model, heldout)}
-        return found
+        """Each objective's final seen and held-out top-1 when trained with another seed."""
+        return {name: {"seen": top1(model, seen), "heldout": top1(model, heldout)}
+                for name, (model, _) in train_three(pairs, seed, curves=False).items()}
 
     train = toy_dataset(run, "train", size=pairs)
     varied = race(train)
