@@ -44,7 +44,7 @@ def perturbed_state_dict(config: CLIPConfig, seed: int = 0) -> dict:
         else:
             std = tensor.std().item() if tensor.numel() > 1 else 0.0
             scale = 0.1 * std if std > 0 else 0.05
-            out[key] = tensor + scale * noise
+            out[key] = noise.mul_(scale).add_(tensor)  # tensor + scale * noise, without another copy
     return out
 
 

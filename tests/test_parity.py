@@ -2,8 +2,9 @@
 
 Ground truth is open_clip run in float64. Each implementation's fp32 result must be within a relative error of
 1e-5 of it, and clip_ref run in float64 must agree with it to float64 precision, which shows the two compute
-the same function, not just similar numbers. For the four largest models open_clip's own fp32 run (a check of
-the reference, not of clip_ref) is left out: it cost a fifth of the suite's longest test.
+the same function, not just similar numbers. The four largest models run the code of the five others with
+other sizes, so for them two float runs are left out: open_clip's own fp32 run (a check of the reference,
+not of clip_ref) and clip_ref's float64 run (a quarter of the largest model's time); their fp32 check stays.
 """
 
 import gc
@@ -43,7 +44,7 @@ def test_parity_with_openai_and_open_clip(name):
 
     ours = build_model(state_dict)
     results = {"clip_ref": encode(ours, images, texts)}
-    ours_fp64 = encode(ours.double(), images.double(), texts)
+    ours_fp64 = None if name in LARGE else encode(ours.double(), images.double(), texts)
     del ours
     gc.collect()
     results["OpenAI"] = encode(openai_model(config, state_dict), images, texts)
@@ -54,9 +55,10 @@ def test_parity_with_openai_and_open_clip(name):
 
     failures = []
     for what, i in (("image features", 0), ("text features", 1), ("logits", 2)):
-        err64 = relative_error(ours_fp64[i], reference[i])
-        if not err64 <= FP64_TOLERANCE:
-            failures.append(f"clip_ref fp64 {what}: relative error {err64:.2e}")
+        if ours_fp64 is not None:
+            err64 = relative_error(ours_fp64[i], reference[i])
+            if not err64 <= FP64_TOLERANCE:
+                failures.append(f"clip_ref fp64 {what}: relative error {err64:.2e}")
         for impl, outputs in results.items():
             assert outputs[i].dtype == torch.float32
             err = relative_error(outputs[i], reference[i])
