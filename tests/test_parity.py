@@ -3,7 +3,7 @@
 Ground truth is open_clip run in float64. Each implementation's fp32 result must be within a relative error of
 1e-5 of it, and clip_ref run in float64 must agree with it to float64 precision, which shows the two compute
 the same function, not just similar numbers. The four largest models run the code of the five others with
-other sizes, so for them two float runs are left out: open_clip's own fp32 run (a check of the reference,
+other sizes, so for them two runs are left out: open_clip's own fp32 run (a check of the reference,
 not of clip_ref) and clip_ref's float64 run (a quarter of the largest model's time); their fp32 check stays.
 """
 
