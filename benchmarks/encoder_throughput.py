@@ -1,11 +1,13 @@
-"""Encoder throughput of clip_ref against open_clip and OpenAI's code, same weights, one process.
+"""Encoder throughput of clip_ref against open_clip and OpenAI's code, same weights, one
+process.
 
-Each implementation gets identical random weights (the test suite's perturbed initialisation). Runs
-alternate between implementations round by round, so that a slow spell of the machine hits all of them
-alike; the table reports the median throughput of each and clip_ref's ratio to the fastest peer
-(>= 1.0 means clip_ref is no slower). This is a measurement, not a test.
+Each implementation gets identical random weights (the test suite's perturbed
+initialisation). Runs alternate between implementations round by round, so that a slow
+spell of the machine hits all of them alike; the table reports the median throughput of
+each and clip_ref's ratio to the fastest peer (>= 1.0 means clip_ref is no slower). This
+is a measurement, not a test.
 
-    python benchmarks/encoder_throughput.py                      # CPU, fp32, batch 8, ViT-B/32 and RN50
+    python benchmarks/encoder_throughput.py   # CPU, fp32, batch 8, ViT-B/32 and RN50
     python benchmarks/encoder_throughput.py --output BENCHMARKS.md
 """
 
@@ -22,9 +24,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import TINY_VIT, open_clip_model, openai_model, perturbed_state_dict, random_tokens  # noqa: E402
+from support import (
+    TINY_VIT,
+    open_clip_model,
+    openai_model,
+    perturbed_state_dict,
+    random_tokens,
+)
 
-from clip_ref import CLIPConfig, build_model  # noqa: E402
+from clip_ref import CLIPConfig, build_model
 
 
 def time_call(fn) -> float:
@@ -43,18 +51,24 @@ def measure(name: str, batch: int, rounds: int, device: torch.device) -> list:
     }
     models = {impl: model.to(device) for impl, model in models.items()}
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, config.image_resolution, config.image_resolution, generator=generator).to(device)
+    images = torch.randn(
+        batch, 3, config.image_resolution, config.image_resolution, generator=generator
+    ).to(device)
     texts = random_tokens(batch, config.context_length).to(device)
 
     rows = []
     for encoder, inputs in (("image", images), ("text", texts)):
         times = {impl: [] for impl in models}
-        calls = {impl: (lambda m=model: getattr(m, f"encode_{encoder}")(inputs)) for impl, model in models.items()}
+        calls = {
+            impl: (lambda m=model, e=encoder, x=inputs: getattr(m, f"encode_{e}")(x))
+            for impl, model in models.items()
+        }
         with torch.no_grad():
             for call in calls.values():  # warm-up
                 call()
             for r in range(rounds):
-                order = list(calls)[r % len(calls):] + list(calls)[:r % len(calls)]  # rotate who goes first
+                # rotate who goes first
+                order = list(calls)[r % len(calls) :] + list(calls)[: r % len(calls)]
                 for impl in order:
                     times[impl].append(time_call(calls[impl]))
         throughput = {impl: batch / statistics.median(t) for impl, t in times.items()}
@@ -65,31 +79,48 @@ def measure(name: str, batch: int, rounds: int, device: torch.device) -> list:
 
 def table(rows: list, batch: int, device: torch.device, rounds: int) -> str:
     lines = [
-        f"Encoder throughput, fp32, batch {batch}, {device.type}, {torch.get_num_threads()} threads, "
-        f"median of {rounds} alternating rounds; torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"Encoder throughput, fp32, batch {batch}, {device.type}, "
+        f"{torch.get_num_threads()} threads, "
+        f"median of {rounds} alternating rounds; torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}, "
         f"{datetime.date.today().isoformat()}.",
         "",
-        "| model | encoder | clip_ref (items/s) | open_clip (items/s) | OpenAI (items/s) | clip_ref / fastest peer |",
+        "| model | encoder | clip_ref (items/s) | open_clip (items/s) | OpenAI "
+        "(items/s) | clip_ref / fastest peer |",
         "|---|---|---|---|---|---|",
     ]
     for name, encoder, throughput, ratio in rows:
-        lines.append(f"| {name} | {encoder} | {throughput['clip_ref']:.1f} | {throughput['open_clip']:.1f} | "
-                     f"{throughput['OpenAI']:.1f} | {ratio:.2f} |")
+        lines.append(
+            f"| {name} | {encoder} | {throughput['clip_ref']:.1f} | "
+            f"{throughput['open_clip']:.1f} | "
+            f"{throughput['OpenAI']:.1f} | {ratio:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ViT-B/32", "RN50"], help='released names, or "tiny"')
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["ViT-B/32", "RN50"],
+        help='released names, or "tiny"',
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", type=Path, help="also write the table to this markdown file")
+    parser.add_argument(
+        "--output", type=Path, help="also write the table to this markdown file"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    rows = [row for name in args.models for row in measure(name, args.batch, args.rounds, device)]
+    rows = [
+        row
+        for name in args.models
+        for row in measure(name, args.batch, args.rounds, device)
+    ]
     text = table(rows, args.batch, device, args.rounds)
     print(text)
     if args.output:

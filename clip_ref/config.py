@@ -1,15 +1,17 @@
-"""Architecture hyper-parameters: one frozen dataclass, the nine released models, and inference from weights.
+"""Architecture hyper-parameters: one frozen dataclass, the nine released models, and
+inference from weights.
 
-The paper (§2.4, Table 19 and 20 of the appendix) scales the ResNets in width, depth and resolution together
-(EfficientNet-style) and the ViTs by the usual Base/Large sizes. ``config_from_state_dict`` reads the
-architecture back from tensor shapes, as OpenAI's loader does, so a checkpoint carries its own config.
+The paper (§2.4, Table 19 and 20 of the appendix) scales the ResNets in width, depth and
+resolution together (EfficientNet-style) and the ViTs by the usual Base/Large sizes.
+``config_from_state_dict`` reads the architecture back from tensor shapes, as OpenAI's
+loader does, so a checkpoint carries its own config.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 
@@ -18,11 +20,13 @@ from .tokenizer import CONTEXT_LENGTH, VOCAB_SIZE
 
 @dataclass(frozen=True)
 class CLIPConfig:
-    """Everything needed to build a :class:`clip_ref.model.CLIP`. Names follow OpenAI's constructor."""
+    """Everything needed to build a :class:`clip_ref.model.CLIP`. Names follow
+    OpenAI's constructor."""
 
     embed_dim: int  # E: the joint embedding both encoders project into
     image_resolution: int  # R: input images are R x R
-    vision_layers: int | tuple[int, int, int, int]  # ViT depth, or blocks per ResNet stage
+    # ViT depth, or blocks per ResNet stage
+    vision_layers: int | tuple[int, int, int, int]
     vision_width: int  # ViT width D, or ResNet stem width
     vision_patch_size: int | None  # ViT patch side P; None for a ResNet
     transformer_width: int  # text Transformer width
@@ -33,12 +37,19 @@ class CLIPConfig:
 
     def __post_init__(self):
         if isinstance(self.vision_layers, (list, tuple)):
-            object.__setattr__(self, "vision_layers", tuple(int(n) for n in self.vision_layers))
+            object.__setattr__(
+                self, "vision_layers", tuple(int(n) for n in self.vision_layers)
+            )
             if len(self.vision_layers) != 4 or self.vision_patch_size is not None:
-                raise ValueError("a ResNet config needs 4 stage depths and vision_patch_size=None, "
-                                 f"got vision_layers={self.vision_layers}, vision_patch_size={self.vision_patch_size}")
+                raise ValueError(
+                    "a ResNet config needs 4 stage depths and vision_patch_size=None, "
+                    f"got vision_layers={self.vision_layers}, "
+                    f"vision_patch_size={self.vision_patch_size}"
+                )
         elif self.vision_patch_size is None:
-            raise ValueError("a ViT config (integer vision_layers) needs vision_patch_size")
+            raise ValueError(
+                "a ViT config (integer vision_layers) needs vision_patch_size"
+            )
 
     @property
     def is_vit(self) -> bool:
@@ -46,29 +57,52 @@ class CLIPConfig:
 
     @property
     def vision_heads(self) -> int:
-        # Heads of 64 channels each: the ViT's width, or the 32x-wider ResNet output that the pool attends over.
+        # Heads of 64 channels each: the ViT's width, or the 32x-wider ResNet output
+        # that the pool attends over.
         return self.vision_width // 64 if self.is_vit else self.vision_width * 32 // 64
 
     def metadata(self) -> dict:
-        """The non-tensor entries of OpenAI's archives (``METADATA_KEYS``), as this config implies them."""
-        return {"input_resolution": self.image_resolution, "context_length": self.context_length,
-                "vocab_size": self.vocab_size}
+        """The non-tensor entries of OpenAI's archives (``METADATA_KEYS``), as this
+        config implies them."""
+        return {
+            "input_resolution": self.image_resolution,
+            "context_length": self.context_length,
+            "vocab_size": self.vocab_size,
+        }
 
     @classmethod
-    def from_name(cls, name: str) -> "CLIPConfig":
-        """The configuration of a released model, e.g. ``CLIPConfig.from_name("ViT-B/32")``."""
+    def from_name(cls, name: str) -> CLIPConfig:
+        """The configuration of a released model, e.g.
+        ``CLIPConfig.from_name("ViT-B/32")``."""
         try:
             return RELEASED_CONFIGS[name]
         except KeyError:
-            raise ValueError(f"unknown model {name!r}; available models: {available_models()}") from None
+            raise ValueError(
+                f"unknown model {name!r}; available models: {available_models()}"
+            ) from None
 
 
-def _released(embed_dim: int, resolution: int, layers, width: int, patch: int | None, text_width: int,
-              text_heads: int) -> CLIPConfig:
-    # Every released text encoder has 12 layers (paper, Table 19 and 20 of the appendix).
-    return CLIPConfig(embed_dim=embed_dim, image_resolution=resolution, vision_layers=layers, vision_width=width,
-                      vision_patch_size=patch, transformer_width=text_width, transformer_heads=text_heads,
-                      transformer_layers=12)
+def _released(
+    embed_dim: int,
+    resolution: int,
+    layers,
+    width: int,
+    patch: int | None,
+    text_width: int,
+    text_heads: int,
+) -> CLIPConfig:
+    # Every released text encoder has 12 layers (paper, Table 19 and 20 of the
+    # appendix).
+    return CLIPConfig(
+        embed_dim=embed_dim,
+        image_resolution=resolution,
+        vision_layers=layers,
+        vision_width=width,
+        vision_patch_size=patch,
+        transformer_width=text_width,
+        transformer_heads=text_heads,
+        transformer_layers=12,
+    )
 
 
 RELEASED_CONFIGS = {
@@ -86,11 +120,13 @@ RELEASED_CONFIGS = {
 
 
 def available_models() -> list:
-    """Names of the nine models OpenAI released, as accepted by ``CLIPConfig.from_name`` and ``load``."""
+    """Names of the nine models OpenAI released, as accepted by
+    ``CLIPConfig.from_name`` and ``load``."""
     return list(RELEASED_CONFIGS)
 
 
-# Entries of OpenAI's archives that describe the model but are not parameters (see CLIPConfig.metadata).
+# Entries of OpenAI's archives that describe the model but are not parameters (see
+# CLIPConfig.metadata).
 METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
@@ -109,33 +145,52 @@ def _shape(state_dict, key):
     if key not in state_dict:
         raise StateDictMismatchError(
             f"cannot infer the architecture: key {key!r} is missing "
-            f"(the state dict has {len(state_dict)} keys, e.g. {sorted(state_dict)[:5]})")
+            f"(the state dict has {len(state_dict)} keys, e.g. "
+            f"{sorted(state_dict)[:5]})"
+        )
     return tuple(state_dict[key].shape)
 
 
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIPConfig:
-    """Read a :class:`CLIPConfig` off the tensor shapes of an OpenAI-format state dict."""
+    """Read a :class:`CLIPConfig` off the tensor shapes of an OpenAI-format state
+    dict."""
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"expected a mapping of names to tensors, got {type(state_dict).__name__}")
+        raise TypeError(
+            f"expected a mapping of names to tensors, got {type(state_dict).__name__}"
+        )
     embed_dim = _shape(state_dict, "text_projection")[1]
     context_length = _shape(state_dict, "positional_embedding")[0]
     vocab_size = _shape(state_dict, "token_embedding.weight")[0]
     transformer_width = _shape(state_dict, "ln_final.weight")[0]
     transformer_layers = _count_blocks(state_dict, "transformer.resblocks.")
 
-    if "visual.proj" in state_dict:  # a ViT: the class token is projected by a bare matrix
+    # a ViT: the class token is projected by a bare matrix
+    if "visual.proj" in state_dict:
         width, _, patch, _ = _shape(state_dict, "visual.conv1.weight")
         grid = round((_shape(state_dict, "visual.positional_embedding")[0] - 1) ** 0.5)
         layers = _count_blocks(state_dict, "visual.transformer.resblocks.")
         resolution = patch * grid
-    else:  # a modified ResNet: the attention pool's positions give the final grid, 1/32 of the input
-        layers = tuple(_count_blocks(state_dict, f"visual.layer{stage}.") for stage in (1, 2, 3, 4))
+    # a modified ResNet: the attention pool's positions give the final grid, 1/32 of the
+    # input
+    else:
+        layers = tuple(
+            _count_blocks(state_dict, f"visual.layer{stage}.") for stage in (1, 2, 3, 4)
+        )
         width = _shape(state_dict, "visual.layer1.0.conv1.weight")[0]
-        grid = round((_shape(state_dict, "visual.attnpool.positional_embedding")[0] - 1) ** 0.5)
+        grid = round(
+            (_shape(state_dict, "visual.attnpool.positional_embedding")[0] - 1) ** 0.5
+        )
         patch, resolution = None, grid * 32
 
     return CLIPConfig(
-        embed_dim=embed_dim, image_resolution=resolution, vision_layers=layers, vision_width=width,
-        vision_patch_size=patch, transformer_width=transformer_width,
-        transformer_heads=transformer_width // 64, transformer_layers=transformer_layers,
-        context_length=context_length, vocab_size=vocab_size)
+        embed_dim=embed_dim,
+        image_resolution=resolution,
+        vision_layers=layers,
+        vision_width=width,
+        vision_patch_size=patch,
+        transformer_width=transformer_width,
+        transformer_heads=transformer_width // 64,
+        transformer_layers=transformer_layers,
+        context_length=context_length,
+        vocab_size=vocab_size,
+    )

@@ -1,33 +1,42 @@
-"""Downloading the released weights: verified, cached, retried, and possible to do ahead of time.
+"""Downloading the released weights: verified, cached, retried, and possible to do ahead
+of time.
 
-OpenAI released the models whose training the paper describes (Radford et al., 2021, §2.5: five ResNets and
-three Vision Transformers, plus ViT-L/14 trained one more epoch at 336 px) as TorchScript files whose address
-contains their SHA256. :func:`download` fetches a file into a cache directory and returns its path only once
-the content matches that checksum:
+OpenAI released the models whose training the paper describes (Radford et al., 2021,
+§2.5: five ResNets and three Vision Transformers, plus ViT-L/14 trained one more epoch
+at 336 px) as TorchScript files whose address contains their SHA256. :func:`download`
+fetches a file into a cache directory and returns its path only once the content matches
+that checksum:
 
-- it streams into a uniquely named temporary file in the cache directory, hashing as it goes, and moves it
-  into place with an atomic ``os.replace`` only when complete and verified, so an interrupted or concurrent
-  download never leaves a half-written file under the real name;
-- a cached file is reused only after its checksum is verified; a corrupt one is deleted and fetched again;
-- connection errors, timeouts, HTTP 5xx/429 and truncated transfers are retried with exponential backoff;
-- a checksum mismatch deletes the download and raises :class:`ChecksumError`, saying what to do;
-- offline mode (``offline=True`` or ``CLIP_REF_OFFLINE=1``) never touches the network and raises
-  :class:`OfflineError` naming the missing file and where it was expected.
+- it streams into a uniquely named temporary file in the cache directory, hashing as it
+  goes, and moves it into place with an atomic ``os.replace`` only when complete and
+  verified, so an interrupted or concurrent download never leaves a half-written file
+  under the real name;
+- a cached file is reused only after its checksum is verified; a corrupt one is deleted
+  and fetched again;
+- connection errors, timeouts, HTTP 5xx/429 and truncated transfers are retried with
+  exponential backoff;
+- a checksum mismatch deletes the download and raises :class:`ChecksumError`, saying
+  what to do;
+- offline mode (``offline=True`` or ``CLIP_REF_OFFLINE=1``) never touches the network
+  and raises :class:`OfflineError` naming the missing file and where it was expected.
 
-The cache directory is the ``root`` argument, else ``$CLIP_REF_CACHE``, else ``~/.cache/clip_ref``. The
-file names are OpenAI's (``ViT-B-32.pt``), so a folder filled by OpenAI's ``clip`` package works too.
+The cache directory is the ``root`` argument, else ``$CLIP_REF_CACHE``, else
+``~/.cache/clip_ref``. The file names are OpenAI's (``ViT-B-32.pt``), so a folder filled
+by OpenAI's ``clip`` package works too.
 
-:func:`download_weights` does this for a released model by name. The same weights are mirrored as
-safetensors on the Hugging Face Hub by open_clip (``source="hf"``, needs ``huggingface_hub``); the default
-``source="auto"`` uses OpenAI's file and turns to the mirror, with a warning, only when OpenAI's server
-cannot be reached. To fill a cache ahead of time, for a machine without internet access:
-``python -c "import clip_ref; clip_ref.download_weights('ViT-B/32', root='DIR')"``.
+:func:`download_weights` does this for a released model by name. The same weights are
+mirrored as safetensors on the Hugging Face Hub by open_clip (``source="hf"``, needs
+``huggingface_hub``); the default ``source="auto"`` uses OpenAI's file and turns to the
+mirror, with a warning, only when OpenAI's server cannot be reached. To fill a cache
+ahead of time, for a machine without internet access: ``python -c "import clip_ref;
+clip_ref.download_weights('ViT-B/32', root='DIR')"``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib.util
 import os
 import re
 import socket
@@ -39,8 +48,20 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["CACHE_ENV", "OFFLINE_ENV", "RELEASED", "ChecksumError", "DownloadError", "OfflineError",
-           "ReleasedWeights", "cache_dir", "download", "download_weights", "file_sha256", "is_offline"]
+__all__ = [
+    "CACHE_ENV",
+    "OFFLINE_ENV",
+    "RELEASED",
+    "ChecksumError",
+    "DownloadError",
+    "OfflineError",
+    "ReleasedWeights",
+    "cache_dir",
+    "download",
+    "download_weights",
+    "file_sha256",
+    "is_offline",
+]
 
 CACHE_ENV = "CLIP_REF_CACHE"
 OFFLINE_ENV = "CLIP_REF_OFFLINE"
@@ -53,7 +74,8 @@ class DownloadError(RuntimeError):
 
 
 class ChecksumError(DownloadError):
-    """A file's content does not match its published SHA256; the bad copy has been deleted."""
+    """A file's content does not match its published SHA256; the bad copy has been
+    deleted."""
 
 
 class OfflineError(DownloadError, FileNotFoundError):
@@ -62,7 +84,8 @@ class OfflineError(DownloadError, FileNotFoundError):
 
 @dataclass(frozen=True)
 class ReleasedWeights:
-    """Where one released model lives: OpenAI's file and open_clip's Hugging Face mirror of it."""
+    """Where one released model lives: OpenAI's file and open_clip's Hugging Face
+    mirror of it."""
 
     name: str  # e.g. "ViT-B/32"
     filename: str  # the cached file's name, e.g. "ViT-B-32.pt"
@@ -72,40 +95,79 @@ class ReleasedWeights:
 
 
 def _release(name: str, sha256: str, hf_repo: str) -> ReleasedWeights:
-    filename = name.replace("/", "-").replace("@", "-") + ".pt"  # ViT-L/14@336px -> ViT-L-14-336px.pt
-    return ReleasedWeights(name, filename, sha256, f"{_OPENAI_URL}/{sha256}/{filename}", hf_repo)
+    # ViT-L/14@336px -> ViT-L-14-336px.pt
+    filename = name.replace("/", "-").replace("@", "-") + ".pt"
+    return ReleasedWeights(
+        name, filename, sha256, f"{_OPENAI_URL}/{sha256}/{filename}", hf_repo
+    )
 
 
-RELEASED = {r.name: r for r in [
-    _release("RN50", "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
-             "timm/resnet50_clip.openai"),
-    _release("RN101", "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599",
-             "timm/resnet101_clip.openai"),
-    _release("RN50x4", "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd",
-             "timm/resnet50x4_clip.openai"),
-    _release("RN50x16", "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
-             "timm/resnet50x16_clip.openai"),
-    _release("RN50x64", "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
-             "timm/resnet50x64_clip.openai"),
-    _release("ViT-B/32", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
-             "timm/vit_base_patch32_clip_224.openai"),
-    _release("ViT-B/16", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
-             "timm/vit_base_patch16_clip_224.openai"),
-    _release("ViT-L/14", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
-             "timm/vit_large_patch14_clip_224.openai"),
-    _release("ViT-L/14@336px", "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
-             "timm/vit_large_patch14_clip_336.openai"),
-]}
+RELEASED = {
+    r.name: r
+    for r in [
+        _release(
+            "RN50",
+            "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+            "timm/resnet50_clip.openai",
+        ),
+        _release(
+            "RN101",
+            "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599",
+            "timm/resnet101_clip.openai",
+        ),
+        _release(
+            "RN50x4",
+            "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd",
+            "timm/resnet50x4_clip.openai",
+        ),
+        _release(
+            "RN50x16",
+            "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
+            "timm/resnet50x16_clip.openai",
+        ),
+        _release(
+            "RN50x64",
+            "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
+            "timm/resnet50x64_clip.openai",
+        ),
+        _release(
+            "ViT-B/32",
+            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+            "timm/vit_base_patch32_clip_224.openai",
+        ),
+        _release(
+            "ViT-B/16",
+            "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+            "timm/vit_base_patch16_clip_224.openai",
+        ),
+        _release(
+            "ViT-L/14",
+            "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+            "timm/vit_large_patch14_clip_224.openai",
+        ),
+        _release(
+            "ViT-L/14@336px",
+            "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+            "timm/vit_large_patch14_clip_336.openai",
+        ),
+    ]
+}
 
 
 def cache_dir(root=None) -> str:
-    """The cache directory: ``root`` if given, else ``$CLIP_REF_CACHE``, else ``~/.cache/clip_ref``."""
-    root = root if root is not None else os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "clip_ref")
+    """The cache directory: ``root`` if given, else ``$CLIP_REF_CACHE``, else
+    ``~/.cache/clip_ref``."""
+    root = (
+        root
+        if root is not None
+        else os.environ.get(CACHE_ENV) or os.path.join("~", ".cache", "clip_ref")
+    )
     return os.path.abspath(os.path.expanduser(os.fspath(root)))
 
 
 def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else whether ``$CLIP_REF_OFFLINE`` is set to 1/true/yes/on."""
+    """``offline`` if given, else whether ``$CLIP_REF_OFFLINE`` is set to
+    1/true/yes/on."""
     if offline is not None:
         return bool(offline)
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -124,15 +186,32 @@ class _Truncated(Exception):
     """The server closed the connection before sending the promised number of bytes."""
 
 
-# Failures worth another try: the network, the server being briefly unwell, a cut-off transfer.
-_RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, socket.timeout,
-              _Truncated)
+# Failures worth another try: the network, the server being briefly unwell, a cut-off
+# transfer.
+_RETRYABLE = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    socket.timeout,
+    _Truncated,
+)
 
 
-def download(url: str, sha256: str, root=None, *, filename: str | None = None,
-             offline: bool | None = None, progress: bool = True, retries: int = 4, timeout: float = 30.0,
-             backoff: float = 1.0) -> str:
-    """Fetch ``url`` into the cache directory, verify its SHA256, and return the local path.
+def download(
+    url: str,
+    sha256: str,
+    root=None,
+    *,
+    filename: str | None = None,
+    offline: bool | None = None,
+    progress: bool = True,
+    retries: int = 4,
+    timeout: float = 30.0,
+    backoff: float = 1.0,
+) -> str:
+    """Fetch ``url`` into the cache directory, verify its SHA256, and return the local
+    path.
 
     Args:
         url: where the file lives (``http``, ``https`` or ``file``).
@@ -149,8 +228,14 @@ def download(url: str, sha256: str, root=None, *, filename: str | None = None,
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     filename = filename or os.path.basename(urllib.parse.urlparse(url).path)
-    if not filename or filename != os.path.basename(filename) or filename.startswith("."):
-        raise ValueError(f"cannot name the cached file {filename!r} (from {url}); pass filename=")
+    if (
+        not filename
+        or filename != os.path.basename(filename)
+        or filename.startswith(".")
+    ):
+        raise ValueError(
+            f"cannot name the cached file {filename!r} (from {url}); pass filename="
+        )
     root = cache_dir(root)
     target = os.path.join(root, filename)
     offline = is_offline(offline)
@@ -161,14 +246,23 @@ def download(url: str, sha256: str, root=None, *, filename: str | None = None,
             return target
         _remove(target)
         if not offline:
-            warnings.warn(f"{target} was corrupt (SHA256 {actual}, expected {expected}); deleted it and "
-                          "downloading it again", stacklevel=2)
+            warnings.warn(
+                f"{target} was corrupt (SHA256 {actual}, expected {expected}); "
+                "deleted it and "
+                "downloading it again",
+                stacklevel=2,
+            )
         else:
-            raise OfflineError(f"offline mode: the cached {target} was corrupt (SHA256 {actual}, expected "
-                               f"{expected}) and has been deleted. {_how_to_fetch(url, target)}")
+            raise OfflineError(
+                f"offline mode: the cached {target} was corrupt (SHA256 "
+                f"{actual}, expected "
+                f"{expected}) and has been deleted. {_how_to_fetch(url, target)}"
+            )
     if offline:
-        raise OfflineError(f"offline mode: {filename} is not in the cache; expected it at {target}. "
-                           f"{_how_to_fetch(url, target)}")
+        raise OfflineError(
+            f"offline mode: {filename} is not in the cache; expected it at {target}. "
+            f"{_how_to_fetch(url, target)}"
+        )
 
     os.makedirs(root, exist_ok=True)
     for attempt in range(retries + 1):
@@ -176,39 +270,69 @@ def download(url: str, sha256: str, root=None, *, filename: str | None = None,
             return _fetch(url, expected, target, progress, timeout)
         except urllib.error.HTTPError as err:
             err.close()
-            if err.code < 500 and err.code != 429:  # the request itself is wrong: asking again won't help
-                raise DownloadError(f"could not download {url}: HTTP {err.code} {err.reason}") from None
+            # the request itself is wrong: asking again won't help
+            if err.code < 500 and err.code != 429:
+                raise DownloadError(
+                    f"could not download {url}: HTTP {err.code} {err.reason}"
+                ) from None
             failure = err
         except _RETRYABLE as err:
             failure = err
         if attempt < retries:
-            time.sleep(backoff * 2 ** attempt)
-    raise DownloadError(f"could not download {url} after {retries + 1} attempts; last error: "
-                        f"{type(failure).__name__}: {failure}") from failure
+            time.sleep(backoff * 2**attempt)
+    raise DownloadError(
+        f"could not download {url} after {retries + 1} attempts; last error: "
+        f"{type(failure).__name__}: {failure}"
+    ) from failure
 
 
 def _how_to_fetch(url: str, target: str) -> str:
     release = next((r for r in RELEASED.values() if r.url == url), None)
-    command = (f"python -c \"import clip_ref; clip_ref.download_weights({release.name!r}, root='DIR')\""
-               if release else "python -c \"import clip_ref; clip_ref.download_weights(NAME, root='DIR')\" "
-                               "for a released model")
-    return (f"On a machine with internet access, download {url} ({command}) and copy it to {target}, or set "
-            f"{CACHE_ENV} to the folder holding it; or turn offline mode off (unset {OFFLINE_ENV}).")
+    command = (
+        'python -c "import clip_ref; '
+        f"clip_ref.download_weights({release.name!r}, root='DIR')\""
+        if release
+        else 'python -c "import clip_ref; clip_ref.download_weights(NAME, '
+        "root='DIR')\" "
+        "for a released model"
+    )
+    return (
+        f"On a machine with internet access, download {url} ({command}) and "
+        f"copy it to {target}, or set "
+        f"{CACHE_ENV} to the folder holding it; or turn offline mode off "
+        f"(unset {OFFLINE_ENV})."
+    )
 
 
 def _fetch(url: str, expected: str, target: str, progress: bool, timeout: float) -> str:
-    """One attempt: stream to a temporary file next to ``target``, verify, then move it into place."""
-    from tqdm.auto import tqdm  # imported here: in a notebook, tqdm.auto's import-time checks can warn
+    """One attempt: stream to a temporary file next to ``target``, verify, then move
+    it into place."""
+    # imported here: in a notebook, tqdm.auto's import-time checks can warn
+    from tqdm.auto import (
+        tqdm,
+    )
+
     root, filename = os.path.split(target)
-    handle, temporary = tempfile.mkstemp(dir=root, prefix=f".{filename}.", suffix=".part")
+    handle, temporary = tempfile.mkstemp(
+        dir=root, prefix=f".{filename}.", suffix=".part"
+    )
     try:
         digest, received = hashlib.sha256(), 0
         request = urllib.request.Request(url, headers={"User-Agent": "clip_ref"})
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+        with (
+            os.fdopen(handle, "wb") as out,
+            urllib.request.urlopen(request, timeout=timeout) as response,
+        ):
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=filename,
-                      disable=not progress) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=filename,
+                disable=not progress,
+            ) as bar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     digest.update(chunk)
@@ -219,11 +343,17 @@ def _fetch(url: str, expected: str, target: str, progress: bool, timeout: float)
         actual = digest.hexdigest()
         if actual != expected:
             raise ChecksumError(
-                f"downloaded {url}, but its SHA256 is {actual}, not the expected {expected}; the download "
-                "has been deleted. A proxy or login page may have answered instead of the server, or the file "
-                "on the server differs from the one published. Try again later; if it persists, fetch the "
-                "file by hand and compare `sha256sum` with the expected value, or use source='hf'.")
-        os.replace(temporary, target)  # atomic: readers see the old state or the complete verified file
+                f"downloaded {url}, but its SHA256 is {actual}, not the "
+                f"expected {expected}; the download "
+                "has been deleted. A proxy or login page may have answered "
+                "instead of the server, or the file "
+                "on the server differs from the one published. Try again "
+                "later; if it persists, fetch the "
+                "file by hand and compare `sha256sum` with the expected value, "
+                "or use source='hf'."
+            )
+        # atomic: readers see the old state or the complete verified file
+        os.replace(temporary, target)
         temporary = None
         return target
     finally:
@@ -238,7 +368,7 @@ def _remove(path: str) -> None:
         pass
 
 
-# ---------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Released models by name
 
 
@@ -246,18 +376,28 @@ def _release_named(name: str) -> ReleasedWeights:
     try:
         return RELEASED[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; released models: {list(RELEASED)}") from None
+        raise ValueError(
+            f"unknown model {name!r}; released models: {list(RELEASED)}"
+        ) from None
 
 
-def download_weights(name: str, root=None, *, source: str = "auto", offline: bool | None = None,
-                     progress: bool = True) -> str:
+def download_weights(
+    name: str,
+    root=None,
+    *,
+    source: str = "auto",
+    offline: bool | None = None,
+    progress: bool = True,
+) -> str:
     """The local path of a released model's weights, downloaded and verified if needed.
 
-    ``source="openai"``: OpenAI's TorchScript file (checksum pinned above). ``source="hf"``: open_clip's
-    safetensors mirror on the Hugging Face Hub, kept in the same cache directory in the Hub's own layout (it
-    needs ``huggingface_hub``; the Hub's content address is verified). ``source="auto"`` (default): OpenAI's
-    file; if that cannot be fetched (network failure, or offline with no cached copy) and ``huggingface_hub``
-    is installed, the mirror, with a warning. A checksum mismatch never falls back: it raises.
+    ``source="openai"``: OpenAI's TorchScript file (checksum pinned above).
+    ``source="hf"``: open_clip's safetensors mirror on the Hugging Face Hub, kept in the
+    same cache directory in the Hub's own layout (it needs ``huggingface_hub``; the
+    Hub's content address is verified). ``source="auto"`` (default): OpenAI's file; if
+    that cannot be fetched (network failure, or offline with no cached copy) and
+    ``huggingface_hub`` is installed, the mirror, with a warning. A checksum mismatch
+    never falls back: it raises.
     """
     release = _release_named(name)
     if source not in ("auto", "openai", "hf"):
@@ -266,8 +406,14 @@ def download_weights(name: str, root=None, *, source: str = "auto", offline: boo
     if source == "hf":
         return _download_hf(release, root, offline)
     try:
-        return download(release.url, release.sha256, root, filename=release.filename, offline=offline,
-                        progress=progress)
+        return download(
+            release.url,
+            release.sha256,
+            root,
+            filename=release.filename,
+            offline=offline,
+            progress=progress,
+        )
     except ChecksumError:
         raise
     except DownloadError as err:
@@ -276,54 +422,72 @@ def download_weights(name: str, root=None, *, source: str = "auto", offline: boo
         try:
             path = _download_hf(release, root, offline)
         except DownloadError as hf_err:
-            raise type(err)(f"{err}\nThe Hugging Face mirror failed too: {hf_err}") from hf_err
+            raise type(err)(
+                f"{err}\nThe Hugging Face mirror failed too: {hf_err}"
+            ) from hf_err
         if not offline:
-            warnings.warn(f"could not fetch OpenAI's {release.filename} ({err}); using open_clip's mirror "
-                          f"{release.hf_repo} on the Hugging Face Hub instead", stacklevel=2)
+            warnings.warn(
+                f"could not fetch OpenAI's {release.filename} ({err}); using "
+                "open_clip's mirror "
+                f"{release.hf_repo} on the Hugging Face Hub instead",
+                stacklevel=2,
+            )
         return path
 
 
 def _hub_installed() -> bool:
-    try:
-        import huggingface_hub  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("huggingface_hub") is not None
 
 
 def _download_hf(release: ReleasedWeights, root, offline: bool) -> str:
-    """open_clip's safetensors mirror of ``release``, via ``huggingface_hub`` (which shows its own progress)."""
+    """open_clip's safetensors mirror of ``release``, via ``huggingface_hub`` (which
+    shows its own progress)."""
     try:
         import huggingface_hub
     except ImportError:
-        raise DownloadError("the Hugging Face mirror needs huggingface_hub: pip install huggingface_hub") \
-            from None
+        raise DownloadError(
+            "the Hugging Face mirror needs huggingface_hub: pip install huggingface_hub"
+        ) from None
     root = cache_dir(root)
     try:
-        path = huggingface_hub.hf_hub_download(release.hf_repo, HF_FILENAME, cache_dir=root,
-                                               local_files_only=offline)
-    except OSError as err:  # the Hub's errors (not found, HTTP, connection) are all OSErrors
+        path = huggingface_hub.hf_hub_download(
+            release.hf_repo, HF_FILENAME, cache_dir=root, local_files_only=offline
+        )
+    except (
+        OSError
+    ) as err:  # the Hub's errors (not found, HTTP, connection) are all OSErrors
         if offline:
-            raise OfflineError(f"offline mode: {HF_FILENAME} of {release.hf_repo} is not in the Hugging Face "
-                               f"cache under {root}. On a machine with internet access run python -c \"import "
-                               f"clip_ref; clip_ref.download_weights({release.name!r}, root='DIR', "
-                               f"source='hf')\" and copy DIR here, or set {CACHE_ENV} to it.") from err
-        raise DownloadError(f"could not download {HF_FILENAME} from {release.hf_repo}: "
-                            f"{type(err).__name__}: {err}") from err
+            raise OfflineError(
+                f"offline mode: {HF_FILENAME} of {release.hf_repo} is not in "
+                "the Hugging Face "
+                f"cache under {root}. On a machine with internet access run "
+                'python -c "import '
+                f"clip_ref; clip_ref.download_weights({release.name!r}, root='DIR', "
+                f"source='hf')\" and copy DIR here, or set {CACHE_ENV} to it."
+            ) from err
+        raise DownloadError(
+            f"could not download {HF_FILENAME} from {release.hf_repo}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
     _verify_hub_blob(path)
     return path
 
 
 def _verify_hub_blob(path: str) -> None:
-    """The Hub stores a large file under its SHA256 (``blobs/<sha256>``); check the content against it."""
+    """The Hub stores a large file under its SHA256 (``blobs/<sha256>``); check the
+    content against it."""
     blob = os.path.realpath(path)
     expected = os.path.basename(blob)
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        return  # not a content-addressed blob (e.g. a copy where symlinks are unavailable): nothing to check
+        # not a content-addressed blob (e.g. a copy where symlinks are unavailable):
+        # nothing to check
+        return
     actual = file_sha256(blob)
     if actual != expected:
         _remove(blob)
         if os.path.islink(path):
             _remove(path)
-        raise ChecksumError(f"{path} is corrupt (SHA256 {actual}, the Hub's address says {expected}); "
-                            "it has been deleted, so the next call downloads it again")
+        raise ChecksumError(
+            f"{path} is corrupt (SHA256 {actual}, the Hub's address says {expected}); "
+            "it has been deleted, so the next call downloads it again"
+        )

@@ -1,21 +1,24 @@
-"""Zero-shot evaluation: top-1 and top-5 accuracy of a CLIP classifier over a dataset (paper §3.1.4-§3.1.5).
+"""Zero-shot evaluation: top-1 and top-5 accuracy of a CLIP classifier over a dataset
+(paper §3.1.4-§3.1.5).
 
-Evaluation is split in two steps, because the image side is the expensive one and does not depend on
-the prompts: :func:`image_features` runs the image encoder once over a dataset, and :func:`accuracy`
-scores any number of zero-shot classifiers (single prompt, 7 templates, 80 templates) against the
-stored features. :func:`evaluate` does both.
+Evaluation is split in two steps, because the image side is the expensive one and does
+not depend on the prompts: :func:`image_features` runs the image encoder once over a
+dataset, and :func:`accuracy` scores any number of zero-shot classifiers (single prompt,
+7 templates, 80 templates) against the stored features. :func:`evaluate` does both.
 
-Class indices are the contract between a dataset and a classifier: target ``t`` must be column ``t``
-of ``W [E, C]``. :func:`image_folder` reads the two layouts of ImageNet's validation images and
-gets that contract right for both:
+Class indices are the contract between a dataset and a classifier: target ``t`` must be
+column ``t`` of ``W [E, C]``. :func:`image_folder` reads the two layouts of ImageNet's
+validation images and gets that contract right for both:
 
-* ImageNet-1k validation, one folder per WordNet id (``n01440764`` ...): sorted names are the standard
-  class order 0..999.
-* ImageNetV2, one folder per class index, named ``0`` .. ``999``. Sorted as strings these come out
-  ``0, 1, 10, 100, 101, ...``, so torchvision's ``ImageFolder`` would silently assign folder ``10`` the
-  label 2. Here a folder named by a number gets that number as its label.
+* ImageNet-1k validation, one folder per WordNet id (``n01440764`` ...): sorted names
+  are the standard class order 0..999.
+* ImageNetV2, one folder per class index, named ``0`` .. ``999``. Sorted as strings
+  these come out ``0, 1, 10, 100, 101, ...``, so torchvision's ``ImageFolder`` would
+  silently assign folder ``10`` the label 2. Here a folder named by a number gets that
+  number as its label.
 
-The command line, ``python -m clip_ref.zeroshot``, lives with the classifier in :mod:`clip_ref.zeroshot`.
+The command line, ``python -m clip_ref.zeroshot``, lives with the classifier in
+:mod:`clip_ref.zeroshot`.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import ImageFolder
 from tqdm import tqdm
 
-__all__ = ["Features", "image_features", "accuracy", "evaluate", "image_folder"]
+__all__ = ["Features", "accuracy", "evaluate", "image_features", "image_folder"]
 
 
 @dataclass
 class Features:
-    """Normalised image features of a whole dataset, their labels, and how long they took."""
+    """Normalised image features of a whole dataset, their labels, and how long they
+    took."""
 
     features: torch.Tensor  # [N, E] float32, L2-normalised, on the CPU
     targets: torch.Tensor  # [N] int64 class indices
@@ -48,7 +52,9 @@ class Features:
         return len(self.targets) / self.seconds if self.seconds > 0 else math.inf
 
 
-def _loader(data: Dataset | DataLoader, batch_size: int, workers: int, device: torch.device) -> DataLoader:
+def _loader(
+    data: Dataset | DataLoader, batch_size: int, workers: int, device: torch.device
+) -> DataLoader:
     if isinstance(data, DataLoader):
         return data
     return DataLoader(
@@ -71,16 +77,20 @@ def image_features(
     amp: bool | None = None,
     progress: bool = True,
 ) -> Features:
-    """Encode every image of ``data`` (items ``(image [3, H, W], target)``) with ``model.encode_image``.
+    """Encode every image of ``data`` (items ``(image [3, H, W], target)``) with
+    ``model.encode_image``.
 
     Args:
-        data: a ``Dataset`` (batched here, in order, with ``workers`` loader processes) or a ready ``DataLoader``.
-        device: defaults to the model's device.
-        amp: run the encoder under ``torch.autocast`` in float16; defaults to True on CUDA, False elsewhere.
+        data: a ``Dataset`` (batched here, in order, with ``workers`` loader processes)
+        or a ready ``DataLoader``. device: defaults to the model's device. amp: run the
+        encoder under ``torch.autocast`` in float16; defaults to True on CUDA, False
+        elsewhere.
             (Released weights converted to fp16 run in fp16 either way.)
         progress: show a progress bar over the images.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = (
+        torch.device(device) if device is not None else next(model.parameters()).device
+    )
     if amp is None:
         amp = device.type == "cuda"
     loader = _loader(data, batch_size, workers, device)
@@ -92,7 +102,9 @@ def image_features(
 
     features, targets = [], []
     start = time.perf_counter()
-    with tqdm(total=total, unit="img", disable=not progress, leave=False, desc="images") as bar:
+    with tqdm(
+        total=total, unit="img", disable=not progress, leave=False, desc="images"
+    ) as bar:
         for images, labels in loader:
             images = images.to(device, dtype=dtype, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -116,34 +128,47 @@ def accuracy(
     topk: Sequence[int] = (1, 5),
     chunk_size: int = 4096,
 ) -> dict[int, float]:
-    """Top-k accuracy (fractions in [0, 1]) of the zero-shot ``classifier [E, C]`` on normalised features.
+    """Top-k accuracy (fractions in [0, 1]) of the zero-shot ``classifier [E, C]`` on
+    normalised features.
 
-    ``features`` is a :class:`Features` (then ``targets`` must be None) or a tensor ``[N, E]`` with
-    ``targets [N]``. A ``k`` larger than C counts every image as correct, as it must. A target outside
-    ``0..C-1`` raises: it means the dataset's classes and the classifier's columns do not match.
+    ``features`` is a :class:`Features` (then ``targets`` must be None) or a tensor
+    ``[N, E]`` with ``targets [N]``. A ``k`` larger than C counts every image as
+    correct, as it must. A target outside ``0..C-1`` raises: it means the dataset's
+    classes and the classifier's columns do not match.
     """
     if isinstance(features, Features):
         if targets is not None:
-            raise ValueError("pass targets either inside Features or separately, not both")
+            raise ValueError(
+                "pass targets either inside Features or separately, not both"
+            )
         features, targets = features.features, features.targets
-    if features.ndim != 2 or classifier.ndim != 2 or features.shape[1] != classifier.shape[0]:
+    if (
+        features.ndim != 2
+        or classifier.ndim != 2
+        or features.shape[1] != classifier.shape[0]
+    ):
         raise ValueError(
-            f"features [N, E] and classifier [E, C] do not fit: {tuple(features.shape)} @ {tuple(classifier.shape)}"
+            "features [N, E] and classifier [E, C] do not fit: "
+            f"{tuple(features.shape)} @ {tuple(classifier.shape)}"
         )
     if len(features) != len(targets):
         raise ValueError(f"{len(features)} features but {len(targets)} targets")
     num_classes = classifier.shape[1]
     if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(
-            f"targets range over {int(targets.min())}..{int(targets.max())}, but the classifier has "
-            f"{num_classes} classes: the dataset's class indices do not match the class names"
+            f"targets range over {int(targets.min())}..{int(targets.max())}, "
+            "but the classifier has "
+            f"{num_classes} classes: the dataset's class indices do not match "
+            "the class names"
         )
     weights = classifier.float().cpu()
-    correct = {k: 0 for k in topk}
+    correct = dict.fromkeys(topk, 0)
     for start in range(0, len(features), chunk_size):
         logits = features[start : start + chunk_size].float() @ weights  # [n, C]
         labels = targets[start : start + chunk_size]
-        ranked = logits.topk(min(max(topk), num_classes), dim=-1).indices  # [n, k], best first
+        ranked = logits.topk(
+            min(max(topk), num_classes), dim=-1
+        ).indices  # [n, k], best first
         hits = ranked == labels[:, None]
         for k in topk:
             correct[k] += int(hits[:, :k].any(dim=-1).sum())
@@ -156,7 +181,8 @@ def evaluate(
     data: Dataset | DataLoader,
     **kwargs,
 ) -> dict:
-    """Encode ``data`` and score ``classifier`` on it: ``{"top1", "top5", "images", "seconds", "images_per_second"}``.
+    """Encode ``data`` and score ``classifier`` on it: ``{"top1", "top5", "images",
+    "seconds", "images_per_second"}``.
 
     Keyword arguments go to :func:`image_features`. Accuracies are fractions in [0, 1].
     """
@@ -172,34 +198,46 @@ def evaluate(
 
 
 def _numbered_classes(directory: str) -> tuple[list[str], dict[str, int]]:
-    names = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and not entry.name.startswith("."))
+    names = sorted(
+        entry.name
+        for entry in os.scandir(directory)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
     if not names:
         raise FileNotFoundError(f"no class folders in {directory}")
     numeric = [name.isdecimal() for name in names]
     if any(numeric) and not all(numeric):
         odd = [name for name, is_number in zip(names, numeric) if not is_number][:5]
         raise ValueError(
-            f"{directory} mixes numbered class folders with named ones ({odd}); the class indices are ambiguous"
+            f"{directory} mixes numbered class folders with named ones "
+            f"({odd}); the class indices are ambiguous"
         )
-    if not all(numeric):  # ImageNet-1k layout: WordNet ids, whose sorted order is the class order
+    # ImageNet-1k layout: WordNet ids, whose sorted order is the class order
+    if not all(numeric):
         return names, {name: index for index, name in enumerate(names)}
     indices = {name: int(name) for name in names}
     if len(set(indices.values())) != len(indices):
-        raise ValueError(f"{directory} has two folders for the same class number (e.g. '7' and '007')")
+        raise ValueError(
+            f"{directory} has two folders for the same class number (e.g. '7' "
+            "and '007')"
+        )
     names.sort(key=int)
     return names, indices
 
 
 class _IndexedImageFolder(ImageFolder):
-    # Defined at module level so that data-loader workers started with "spawn" can pickle it.
+    # Defined at module level so that data-loader workers started with "spawn" can
+    # pickle it.
     def find_classes(self, directory):
         return _numbered_classes(directory)
 
 
 def image_folder(root: str | os.PathLike, transform=None) -> ImageFolder:
-    """An ImageFolder dataset whose targets are the classifier's column indices (see the module docstring).
+    """An ImageFolder dataset whose targets are the classifier's column indices (see the
+    module docstring).
 
-    Folders named by numbers (ImageNetV2: ``0`` .. ``999``) are labelled with their number; otherwise
-    the sorted folder names are numbered 0, 1, ... as ImageNet-1k's WordNet-id folders expect.
+    Folders named by numbers (ImageNetV2: ``0`` .. ``999``) are labelled with their
+    number; otherwise the sorted folder names are numbered 0, 1, ... as ImageNet-1k's
+    WordNet-id folders expect.
     """
     return _IndexedImageFolder(os.fspath(root), transform=transform)

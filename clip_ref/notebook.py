@@ -1,7 +1,9 @@
-"""Small helpers for the book's notebooks: reproducible setup and showing the package's real source.
+"""Small helpers for the book's notebooks: reproducible setup and showing the package's
+real source.
 
-The book never pastes package code into a chapter; it renders the source of the object it explains
-with :func:`show_source`, so the text and the code that runs can never drift apart.
+The book never pastes package code into a chapter; it renders the source of the object
+it explains with :func:`show_source`, so the text and the code that runs can never drift
+apart.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import torch
 
 
 def setup(seed: int = 0, threads: int = 2) -> torch.device:
-    """Seed every random generator, pin the CPU thread count, and return the best available device.
+    """Seed every random generator, pin the CPU thread count, and return the best
+    available device.
 
-    Pinning threads matters for reproducible stored outputs: reductions on CPU may sum in a different
-    order with a different number of threads.
+    Pinning threads matters for reproducible stored outputs: reductions on CPU may sum
+    in a different order with a different number of threads.
     """
     random.seed(seed)
     np.random.seed(seed)
@@ -34,8 +37,8 @@ def source_of(obj) -> str:
 def show_source(obj):
     """Display the source of ``obj`` as a highlighted code block in a notebook.
 
-    Returns an IPython ``Markdown`` object, so the book renders it with syntax highlighting; outside
-    IPython it returns the plain source text.
+    Returns an IPython ``Markdown`` object, so the book renders it with syntax
+    highlighting; outside IPython it returns the plain source text.
     """
     text = source_of(obj)
     try:

@@ -1,17 +1,20 @@
 """The modified ResNet image encoder (paper §2.4).
 
-Three changes to He et al.'s ResNet-50, as the paper lists them: a stem of three 3x3 convolutions with an
-average pool instead of one 7x7 convolution and a max pool; anti-aliased downsampling (Zhang, 2019), where a
-strided block average-pools *before* a stride-1 convolution instead of convolving with a stride; and global
-average pooling replaced by a single layer of multi-head attention whose query is the mean of the feature map.
+Three changes to He et al.'s ResNet-50, as the paper lists them: a stem of three 3x3
+convolutions with an average pool instead of one 7x7 convolution and a max pool;
+anti-aliased downsampling (Zhang, 2019), where a strided block average-pools *before* a
+stride-1 convolution instead of convolving with a stride; and global average pooling
+replaced by a single layer of multi-head attention whose query is the mean of the
+feature map.
 
-Shapes: B batch, D channels, G grid side (input resolution / 32 at the end), L = G*G + 1 tokens in the pool.
+Shapes: B batch, D channels, G grid side (input resolution / 32 at the end), L = G*G + 1
+tokens in the pool.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +22,8 @@ from torch import nn
 
 
 class Bottleneck(nn.Module):
-    """1x1 -> 3x3 -> 1x1 bottleneck block; ``stride`` > 1 downsamples by average pooling (anti-aliasing)."""
+    """1x1 -> 3x3 -> 1x1 bottleneck block; ``stride`` > 1 downsamples by average
+    pooling (anti-aliasing)."""
 
     expansion = 4
 
@@ -31,7 +35,8 @@ class Bottleneck(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu2 = nn.ReLU(inplace=True)
-        # Blur-then-subsample: pooling before the stride-1 convolution keeps the block shift-tolerant.
+        # Blur-then-subsample: pooling before the stride-1 convolution keeps the block
+        # shift-tolerant.
         self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -39,13 +44,27 @@ class Bottleneck(nn.Module):
 
         self.downsample = None
         if stride > 1 or inplanes != planes * self.expansion:
-            # The shortcut is anti-aliased the same way. "-1" holds no parameters, so the checkpoint's
-            # keys stay downsample.0 (convolution) and downsample.1 (batch norm).
-            self.downsample = nn.Sequential(OrderedDict([
-                ("-1", nn.AvgPool2d(stride)),
-                ("0", nn.Conv2d(inplanes, planes * self.expansion, 1, stride=1, bias=False)),
-                ("1", nn.BatchNorm2d(planes * self.expansion)),
-            ]))
+            # The shortcut is anti-aliased the same way. "-1" holds no parameters, so
+            # the checkpoint's keys stay downsample.0 (convolution) and downsample.1
+            # (batch norm).
+            self.downsample = nn.Sequential(
+                OrderedDict(
+                    [
+                        ("-1", nn.AvgPool2d(stride)),
+                        (
+                            "0",
+                            nn.Conv2d(
+                                inplanes,
+                                planes * self.expansion,
+                                1,
+                                stride=1,
+                                bias=False,
+                            ),
+                        ),
+                        ("1", nn.BatchNorm2d(planes * self.expansion)),
+                    ]
+                )
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -57,24 +76,35 @@ class Bottleneck(nn.Module):
 
 
 class AttentionPool2d(nn.Module):
-    """Pool a [B, D, G, G] feature map to [B, output_dim] with one query attending over all positions.
+    """Pool a [B, D, G, G] feature map to [B, output_dim] with one query attending over
+    all positions.
 
-    The query is the mean of the feature map, so at initialisation the layer starts close to global average
-    pooling (the mean token sees every position); learning then lets it weight positions by content.
+    The query is the mean of the feature map, so at initialisation the layer starts
+    close to global average pooling (the mean token sees every position); learning then
+    lets it weight positions by content.
     """
 
-    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int | None = None):
+    def __init__(
+        self,
+        spacial_dim: int,
+        embed_dim: int,
+        num_heads: int,
+        output_dim: int | None = None,
+    ):
         super().__init__()
         self.num_heads = num_heads
         # One position for the mean token plus G*G for the grid.
-        self.positional_embedding = nn.Parameter(torch.randn(spacial_dim ** 2 + 1, embed_dim) / embed_dim ** 0.5)
+        self.positional_embedding = nn.Parameter(
+            torch.randn(spacial_dim**2 + 1, embed_dim) / embed_dim**0.5
+        )
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.c_proj = nn.Linear(embed_dim, output_dim or embed_dim)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The pool's input tokens [B, 1 + G*G, D]: the mean token first, then the grid, plus positions."""
+        """The pool's input tokens [B, 1 + G*G, D]: the mean token first, then the
+        grid, plus positions."""
         x = x.flatten(2).transpose(1, 2)  # [B, D, G, G] -> [B, G*G, D]
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # [B, 1 + G*G, D]
         return x + self.positional_embedding.to(x.dtype)
@@ -83,7 +113,8 @@ class AttentionPool2d(nn.Module):
         x = self.tokens(x)
         B, L, D = x.shape
         H = self.num_heads
-        q = self.q_proj(x[:, :1]).view(B, 1, H, D // H).transpose(1, 2)  # [B, H, 1, D/H]: only the mean token asks
+        # [B, H, 1, D/H]: only the mean token asks
+        q = self.q_proj(x[:, :1]).view(B, 1, H, D // H).transpose(1, 2)
         k = self.k_proj(x).view(B, L, H, D // H).transpose(1, 2)  # [B, H, L, D/H]
         v = self.v_proj(x).view(B, L, H, D // H).transpose(1, 2)  # [B, H, L, D/H]
         out = F.scaled_dot_product_attention(q, k, v)  # [B, H, 1, D/H]
@@ -93,16 +124,24 @@ class AttentionPool2d(nn.Module):
 class ModifiedResNet(nn.Module):
     """CLIP's ResNet: 3-convolution stem, four stages of bottlenecks, attention pooling.
 
-    ``layers`` gives the number of blocks per stage, ``width`` the stem width; the final feature map has
-    ``width * 32`` channels and ``input_resolution // 32`` positions per side.
+    ``layers`` gives the number of blocks per stage, ``width`` the stem width; the final
+    feature map has ``width * 32`` channels and ``input_resolution // 32`` positions per
+    side.
     """
 
-    def __init__(self, layers: Sequence[int], output_dim: int, heads: int, input_resolution: int = 224,
-                 width: int = 64):
+    def __init__(
+        self,
+        layers: Sequence[int],
+        output_dim: int,
+        heads: int,
+        input_resolution: int = 224,
+        width: int = 64,
+    ):
         super().__init__()
         self.input_resolution = input_resolution
 
-        # Stem: three 3x3 convolutions (the first with stride 2), then a 2x2 average pool: /4 in all.
+        # Stem: three 3x3 convolutions (the first with stride 2), then a 2x2 average
+        # pool: /4 in all.
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width // 2)
         self.relu1 = nn.ReLU(inplace=True)
@@ -121,7 +160,9 @@ class ModifiedResNet(nn.Module):
         self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
 
         embed_dim = width * 32  # channels of layer4's output
-        self.attnpool = AttentionPool2d(input_resolution // 32, embed_dim, heads, output_dim)
+        self.attnpool = AttentionPool2d(
+            input_resolution // 32, embed_dim, heads, output_dim
+        )
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         stage = [Bottleneck(self._inplanes, planes, stride)]
@@ -138,5 +179,6 @@ class ModifiedResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.conv1.weight.dtype)
         x = self.stem(x)  # [B, width, R/4, R/4]
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # [B, 32 width, R/32, R/32]
+        # [B, 32 width, R/32, R/32]
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.attnpool(x)  # [B, output_dim]

@@ -1,21 +1,25 @@
-"""A toy image-caption dataset, generated in code, for training CLIP from scratch on a laptop (paper §2.2).
+"""A toy image-caption dataset, generated in code, for training CLIP from scratch on a
+laptop (paper §2.2).
 
-CLIP learns from (image, text) pairs found on the internet, 400 million of them. The toy world keeps the
-idea and shrinks the scale: each image shows one object with four attributes (shape, colour, size and
-position) and its caption names them in one of several wordings, so the text encoder has to read
-language, not look up a label. Everything is drawn from seeded generators: the same arguments always give
-the same images and captions, with no download.
+CLIP learns from (image, text) pairs found on the internet, 400 million of them. The toy
+world keeps the idea and shrinks the scale: each image shows one object with four
+attributes (shape, colour, size and position) and its caption names them in one of
+several wordings, so the text encoder has to read language, not look up a label.
+Everything is drawn from seeded generators: the same arguments always give the same
+images and captions, with no download.
 
-Some shape-colour combinations (``HELD_OUT``, a third of them) never appear in training, while every shape
-and every colour does. Classifying images of those combinations among *all* combinations, with prompts
-such as "a red circle", tests zero-shot transfer in miniature (paper §3.1): the model has seen red
-things and circles, never a red circle, and never a label.
+Some shape-colour combinations (``HELD_OUT``, a third of them) never appear in training,
+while every shape and every colour does. Classifying images of those combinations among
+*all* combinations, with prompts such as "a red circle", tests zero-shot transfer in
+miniature (paper §3.1): the model has seen red things and circles, never a red circle,
+and never a label.
 
-A second drawing style, ``"outline"`` (the shape's edge only, in its colour, with captions that say
-so), is a domain the book's toy CLIP never trains on: the fine-tuning chapter adapts the model to it.
-``SHIFTS`` change how the same objects look without changing what they are (noise, blur, faded colours, a
-light background): the robustness chapter tests models on them, as the paper tests ImageNet models on
-shifted versions of ImageNet (§3.3).
+A second drawing style, ``"outline"`` (the shape's edge only, in its colour, with
+captions that say so), is a domain the book's toy CLIP never trains on: the fine-tuning
+chapter adapts the model to it. ``SHIFTS`` change how the same objects look without
+changing what they are (noise, blur, faded colours, a light background): the robustness
+chapter tests models on them, as the paper tests ImageNet models on shifted versions of
+ImageNet (§3.3).
 
 Shapes: N images, R resolution, L context length.
 """
@@ -29,12 +33,31 @@ from .preprocess import normalize
 from .tokenizer import tokenize
 
 __all__ = [
-    "SHAPES", "COLOURS", "SIZES", "POSITIONS", "COMBINATIONS", "HELD_OUT", "SEEN", "CLASSNAMES", "TEMPLATES",
-    "DEFAULT_TEMPLATE", "SPLITS", "COLOUR_CLASSNAMES", "SHAPE_CLASSNAMES", "STYLES", "OUTLINE_TEMPLATES",
-    "SHIFTS", "ToyCaptions", "caption", "class_prompts", "prompt_template", "render",
+    "CLASSNAMES",
+    "COLOURS",
+    "COLOUR_CLASSNAMES",
+    "COMBINATIONS",
+    "DEFAULT_TEMPLATE",
+    "HELD_OUT",
+    "OUTLINE_TEMPLATES",
+    "POSITIONS",
+    "SEEN",
+    "SHAPES",
+    "SHAPE_CLASSNAMES",
+    "SHIFTS",
+    "SIZES",
+    "SPLITS",
+    "STYLES",
+    "TEMPLATES",
+    "ToyCaptions",
+    "caption",
+    "class_prompts",
+    "prompt_template",
+    "render",
 ]
 
-# Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often taken for the cross.
+# Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often
+# taken for the cross.
 SHAPES = ("circle", "square", "triangle", "heart", "cross", "ring")
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 SIZES = ("small", "large")
@@ -42,29 +65,54 @@ POSITIONS = ("top left", "top right", "bottom left", "bottom right", "centre")
 
 # Every (shape, colour) pair; a combination's index in this list is its class label.
 COMBINATIONS = tuple((shape, colour) for shape in SHAPES for colour in COLOURS)
-# Two "diagonals" of the 6 x 6 table are held out: 12 of 36 combinations (a third). Each shape then pairs
-# with 4 colours in training and each colour with 4 shapes, so every attribute is still learned.
-HELD_OUT = tuple((SHAPES[i], COLOURS[(i + k) % len(COLOURS)]) for k in (0, 3) for i in range(len(SHAPES)))
+# Two "diagonals" of the 6 x 6 table are held out: 12 of 36 combinations (a third). Each
+# shape then pairs with 4 colours in training and each colour with 4 shapes, so every
+# attribute is still learned.
+HELD_OUT = tuple(
+    (SHAPES[i], COLOURS[(i + k) % len(COLOURS)])
+    for k in (0, 3)
+    for i in range(len(SHAPES))
+)
 SEEN = tuple(c for c in COMBINATIONS if c not in HELD_OUT)
 
 # Base colours (RGB, 0-255); each object gets a small random jitter around its colour.
 _RGB = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 235),
-    "yellow": (235, 225, 40), "purple": (150, 60, 210), "orange": (250, 140, 20),
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (50, 90, 235),
+    "yellow": (235, 225, 40),
+    "purple": (150, 60, 210),
+    "orange": (250, 140, 20),
 }
 # Radius as a fraction of the image side, and the centre of each position.
 _RADIUS = {"small": (0.11, 0.15), "large": (0.19, 0.23)}
-_CENTRE = {"top left": (0.28, 0.28), "top right": (0.72, 0.28), "bottom left": (0.28, 0.72),
-           "bottom right": (0.72, 0.72), "centre": (0.5, 0.5)}  # (x, y), y downwards
+# (x, y), y downwards
+_CENTRE = {
+    "top left": (0.28, 0.28),
+    "top right": (0.72, 0.28),
+    "bottom left": (0.28, 0.72),
+    "bottom right": (0.72, 0.72),
+    "centre": (0.5, 0.5),
+}
 
-# Wordings: the caption of an image is one template filled with synonyms of its attributes.
+# Wordings: the caption of an image is one template filled with synonyms of its
+# attributes.
 _SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
 _WHERE_WORDS = {
     "top left": ("in the top left", "at the top left", "in the upper left corner"),
     "top right": ("in the top right", "at the top right", "in the upper right corner"),
-    "bottom left": ("in the bottom left", "at the bottom left", "in the lower left corner"),
-    "bottom right": ("in the bottom right", "at the bottom right", "in the lower right corner"),
-    # "heart" is also a shape: the world's "crane" or "boxer", a word whose sense only its context fixes.
+    "bottom left": (
+        "in the bottom left",
+        "at the bottom left",
+        "in the lower left corner",
+    ),
+    "bottom right": (
+        "in the bottom right",
+        "at the bottom right",
+        "in the lower right corner",
+    ),
+    # "heart" is also a shape: the world's "crane" or "boxer", a word whose sense only
+    # its context fixes.
     "centre": ("in the centre", "in the heart", "at the heart of the picture"),
 }
 TEMPLATES = (
@@ -79,8 +127,9 @@ TEMPLATES = (
     "the {shape} is {colour} and {size}",
     "there is a {colour} {shape} {where}",
 )
-# The drawing styles: filled shapes (the book's world) or their outlines only (a new domain, for
-# fine-tuning). Outline images have captions of their own, which name the style.
+# The drawing styles: filled shapes (the book's world) or their outlines only (a new
+# domain, for fine-tuning). Outline images have captions of their own, which name the
+# style.
 STYLES = ("filled", "outline")
 OUTLINE_TEMPLATES = (
     "an outline of a {size} {colour} {shape} {where}",
@@ -90,24 +139,34 @@ OUTLINE_TEMPLATES = (
     "an outline drawing of a {colour} {shape} {where}",
     "a {colour} outline of a {size} {shape}",
 )
-# Distribution shifts: the same objects, seen differently. Captions do not change (they describe the object).
-# "noise": Gaussian pixel noise of standard deviation 40 (of 255); "blur": drawn at 12 pixels and scaled
-# back up; "faded": every pixel pulled half way to a light grey; "light background": backgrounds 100 grey
-# levels lighter (100 to 170, where the world's are 0 to 70).
+# Distribution shifts: the same objects, seen differently. Captions do not change (they
+# describe the object). "noise": Gaussian pixel noise of standard deviation 40 (of 255);
+# "blur": drawn at 12 pixels and scaled back up; "faded": every pixel pulled half way to
+# a light grey; "light background": backgrounds 100 grey levels lighter (100 to 170,
+# where the world's are 0 to 70).
 SHIFTS = ("noise", "blur", "faded", "light background")
 _NOISE_STD, _BLUR_RESOLUTION, _FADE, _FADE_GREY, _LIGHTER = 40.0, 12, 0.5, 200.0, 100.0
-_SHIFT_STREAM = 2 ** 40  # offsets the seeds of the noise's generator from those of the objects' generators
-# Zero-shot classes are named "red circle", "blue square", ...: CLASSNAMES[label] names COMBINATIONS[label].
+# offsets the seeds of the noise's generator from those of the objects' generators
+_SHIFT_STREAM = 2**40
+# Zero-shot classes are named "red circle", "blue square", ...: CLASSNAMES[label] names
+# COMBINATIONS[label].
 CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
-# The zero-shot prompt: a class name, worded like a caption ("a red circle", "an orange cross").
+# The zero-shot prompt: a class name, worded like a caption ("a red circle", "an orange
+# cross").
 DEFAULT_TEMPLATE = "a {}"
-# Questions about one attribute name their classes with one word, as datasets do: the label of an image
-# is SHAPE_CLASSNAMES[shape_id] or COLOUR_CLASSNAMES[colour_id]. No caption is ever a single word.
+# Questions about one attribute name their classes with one word, as datasets do: the
+# label of an image is SHAPE_CLASSNAMES[shape_id] or COLOUR_CLASSNAMES[colour_id]. No
+# caption is ever a single word.
 SHAPE_CLASSNAMES = SHAPES
 COLOUR_CLASSNAMES = COLOURS
 
 SPLITS = ("train", "seen", "heldout")
-_SPLIT_STREAM = {"train": 0, "seen": 1, "heldout": 2}  # each split draws from its own random stream
+# each split draws from its own random stream
+_SPLIT_STREAM = {
+    "train": 0,
+    "seen": 1,
+    "heldout": 2,
+}
 
 
 def _with_articles(text: str) -> str:
@@ -120,12 +179,16 @@ def _with_articles(text: str) -> str:
 
 
 def prompt_template(template: str = DEFAULT_TEMPLATE):
-    """A template for :func:`clip_ref.zeroshot.zero_shot_classifier` that also fixes "a" before a vowel.
+    """A template for :func:`clip_ref.zeroshot.zero_shot_classifier` that also fixes "a"
+    before a vowel.
 
-    ``prompt_template("a photo of a {}")("orange ring") == "a photo of an orange ring"``.
+    ``prompt_template("a photo of a {}")("orange ring") == "a photo of an orange
+    ring"``.
     """
     if template.count("{}") != 1:
-        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name")
+        raise ValueError(
+            f"template {template!r} must contain exactly one '{{}}' for the class name"
+        )
 
     def fill(classname: str) -> str:
         return _with_articles(template.format(classname))
@@ -135,23 +198,37 @@ def prompt_template(template: str = DEFAULT_TEMPLATE):
 
 
 def class_prompts(template: str = DEFAULT_TEMPLATE) -> list:
-    """The prompt of every class, in label order: ``class_prompts()[label]`` describes ``COMBINATIONS[label]``."""
+    """The prompt of every class, in label order: ``class_prompts()[label]``
+    describes ``COMBINATIONS[label]``."""
     fill = prompt_template(template)
     return [fill(name) for name in CLASSNAMES]
 
 
-def caption(shape: str, colour: str, size: str, position: str, template: int = 0, size_word: int = 0,
-            where_word: int = 0, style: str = "filled") -> str:
-    """One caption of an object: ``TEMPLATES[template]`` (``OUTLINE_TEMPLATES[template]`` for an outline)
-    filled with its attributes, the size and the place in the ``size_word``-th and ``where_word``-th of
-    their wordings (counted modulo the wordings there are).
+def caption(
+    shape: str,
+    colour: str,
+    size: str,
+    position: str,
+    template: int = 0,
+    size_word: int = 0,
+    where_word: int = 0,
+    style: str = "filled",
+) -> str:
+    """One caption of an object: ``TEMPLATES[template]``
+    (``OUTLINE_TEMPLATES[template]`` for an outline)
+    filled with its attributes, the size and the place in the ``size_word``-th and
+    ``where_word``-th of their wordings (counted modulo the wordings there are).
 
-    ``caption("circle", "orange", "small", "centre", template=1)`` is "an orange circle in the centre";
-    every caption of :class:`ToyCaptions` is written by this function.
+    ``caption("circle", "orange", "small", "centre", template=1)`` is "an orange circle
+    in the centre"; every caption of :class:`ToyCaptions` is written by this function.
     """
     sizes, wheres = _SIZE_WORDS[size], _WHERE_WORDS[position]
     text = _caption_templates(style)[template].format(
-        shape=shape, colour=colour, size=sizes[size_word % len(sizes)], where=wheres[where_word % len(wheres)])
+        shape=shape,
+        colour=colour,
+        size=sizes[size_word % len(sizes)],
+        where=wheres[where_word % len(wheres)],
+    )
     return _with_articles(text)
 
 
@@ -167,7 +244,8 @@ _OUTLINE_WIDTH = 3
 
 
 def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Inside-the-shape mask from coordinates u, v in units of the radius around the centre (v downwards)."""
+    """Inside-the-shape mask from coordinates u, v in units of the radius around the
+    centre (v downwards)."""
     au, av = u.abs(), v.abs()
     if shape == "circle":
         return u * u + v * v <= 1.0
@@ -177,99 +255,155 @@ def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (v <= 0.75) & (au <= (v + 1.0) / 1.75)
     if shape == "cross":
         return ((au <= 0.34) | (av <= 0.34)) & (torch.maximum(au, av) <= 1.0)
-    if shape == "heart":  # the classic curve (x^2 + y^2 - 1)^3 <= x^2 y^3, with y upwards
+    # the classic curve (x^2 + y^2 - 1)^3 <= x^2 y^3, with y upwards
+    if shape == "heart":
         x, y = 1.2 * u, 0.15 - 1.2 * v
-        return (x * x + y * y - 1) ** 3 <= x * x * y ** 3
+        return (x * x + y * y - 1) ** 3 <= x * x * y**3
     if shape == "ring":
-        return (u * u + v * v <= 1.0) & (u * u + v * v >= 0.55 ** 2)
+        return (u * u + v * v <= 1.0) & (u * u + v * v >= 0.55**2)
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render(shape_ids, colours_rgb, radii, centres, backgrounds, resolution: int, generator,
-           style: str = "filled") -> torch.Tensor:
+def render(
+    shape_ids,
+    colours_rgb,
+    radii,
+    centres,
+    backgrounds,
+    resolution: int,
+    generator,
+    style: str = "filled",
+) -> torch.Tensor:
     """Draw N objects on noisy grey backgrounds -> uint8 images [N, 3, R, R].
 
-    ``colours_rgb`` [N, 3] and ``backgrounds`` [N] are in 0-255; ``radii`` [N] and ``centres`` [N, 2]
-    (x, y) are fractions of the side. Shapes are drawn at twice the resolution and averaged down, which
-    smooths their edges. ``style="outline"`` draws only the pixels of a shape within ``_OUTLINE_WIDTH``
-    supersampled pixels of its edge (the shape minus the shape eroded), so the background shows inside.
+    ``colours_rgb`` [N, 3] and ``backgrounds`` [N] are in 0-255; ``radii`` [N] and
+    ``centres`` [N, 2] (x, y) are fractions of the side. Shapes are drawn at twice the
+    resolution and averaged down, which smooths their edges. ``style="outline"`` draws
+    only the pixels of a shape within ``_OUTLINE_WIDTH`` supersampled pixels of its edge
+    (the shape minus the shape eroded), so the background shows inside.
     """
     _caption_templates(style)  # checks the style
     n, s = len(shape_ids), 2 * resolution
     grid = (torch.arange(s, dtype=torch.float32) + 0.5) / s  # pixel centres in [0, 1]
-    u = ((grid.view(1, 1, s) - centres[:, 0].view(n, 1, 1)) / radii.view(n, 1, 1)).expand(n, s, s)
-    v = ((grid.view(1, s, 1) - centres[:, 1].view(n, 1, 1)) / radii.view(n, 1, 1)).expand(n, s, s)
+    u = (
+        (grid.view(1, 1, s) - centres[:, 0].view(n, 1, 1)) / radii.view(n, 1, 1)
+    ).expand(n, s, s)
+    v = (
+        (grid.view(1, s, 1) - centres[:, 1].view(n, 1, 1)) / radii.view(n, 1, 1)
+    ).expand(n, s, s)
     inside = torch.zeros(n, 1, s, s)  # [N, 1, S, S]
     for k, shape in enumerate(SHAPES):
         chosen = shape_ids == k
         inside[chosen, 0] = _inside(shape, u[chosen], v[chosen]).float()
-    if style == "outline":  # erosion is a min-filter: minus the max-filter of the negated mask
+    # erosion is a min-filter: minus the max-filter of the negated mask
+    if style == "outline":
         k = 2 * _OUTLINE_WIDTH + 1
         inside = inside + F.max_pool2d(-inside, k, stride=1, padding=_OUTLINE_WIDTH)
     inside = F.avg_pool2d(inside, 2)  # [N, 1, R, R], anti-aliased coverage
     noise = torch.randn(n, 1, resolution, resolution, generator=generator) * 6.0
     background = noise.add_(backgrounds.view(n, 1, 1, 1))  # [N, 1, R, R]
-    image = torch.addcmul(background, inside, colours_rgb.view(n, 3, 1, 1) - background)  # [N, 3, R, R]
+    # [N, 3, R, R]
+    image = torch.addcmul(background, inside, colours_rgb.view(n, 3, 1, 1) - background)
     return image.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _shifted(images: torch.Tensor, shift: str, seed: int) -> torch.Tensor:
-    """Apply a pixel-level shift to uint8 images [N, 3, R, R] (a light background is drawn, not applied)."""
+    """Apply a pixel-level shift to uint8 images [N, 3, R, R] (a light background is
+    drawn, not applied)."""
     x = images.float()
-    if shift == "noise":  # its own generator, so the objects and captions stay those of the unshifted set
-        x = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)) * _NOISE_STD
+    # its own generator, so the objects and captions stay those of the unshifted set
+    if shift == "noise":
+        x = (
+            x
+            + torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+            * _NOISE_STD
+        )
     elif shift == "blur":
         small = F.interpolate(x, size=_BLUR_RESOLUTION, mode="area")
-        x = F.interpolate(small, size=images.shape[-1], mode="bilinear", align_corners=False)
+        x = F.interpolate(
+            small, size=images.shape[-1], mode="bilinear", align_corners=False
+        )
     elif shift == "faded":
         x = x + (_FADE_GREY - x) * _FADE
     return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
 class ToyCaptions(torch.utils.data.Dataset):
-    """A seeded set of toy (image, caption) pairs. Item ``i`` is ``(image [3, R, R] float, tokens [L])``.
+    """A seeded set of toy (image, caption) pairs. Item ``i`` is ``(image [3, R, R]
+    float, tokens [L])``.
 
     Args:
-        split: ``"train"`` (only the ``SEEN`` combinations), ``"seen"`` (fresh images of the seen
-            combinations, for testing) or ``"heldout"`` (images of the ``HELD_OUT`` combinations).
-        size: number of pairs N.
-        seed: the same seed, split and size always give the same data; splits never share images.
-        resolution: image side R in pixels.
-        context_length: token sequence length L; must fit the longest caption (it does from 16 up, the toy model's).
-        label_captions: the fraction of captions replaced by a bare label ("red", "circle" or "red circle"):
-            0 in the book's world, where no caption is a lone label; chapter 7's ablation trains with some.
-        style: ``"filled"`` (the book's world) or ``"outline"`` (a new domain; captions from
-            ``OUTLINE_TEMPLATES``). With the same split, size and seed the two styles show the same objects.
-        shift: ``None`` (the book's world) or one of ``SHIFTS``: the same objects and captions as without
-            it, drawn with noise, blurred, faded or on a light background. Combines with either style.
-        one_template: ``None`` (the book's world: each caption from a random template, with random
-            synonyms) or an index into ``TEMPLATES``: every caption from that template with the first
-            synonyms. ``one_template=3`` ("a red circle") gives one caption per class, where the book's
-            world has hundreds. The same objects as without it.
+        split: ``"train"`` (only the ``SEEN`` combinations), ``"seen"`` (fresh images of
+        the seen
+            combinations, for testing) or ``"heldout"`` (images of the ``HELD_OUT``
+            combinations).
+        size: number of pairs N. seed: the same seed, split and size always give the
+        same data; splits never share images. resolution: image side R in pixels.
+        context_length: token sequence length L; must fit the longest caption (it does
+        from 16 up, the toy model's). label_captions: the fraction of captions replaced
+        by a bare label ("red", "circle" or "red circle"):
+            0 in the book's world, where no caption is a lone label; chapter 7's
+            ablation trains with some.
+        style: ``"filled"`` (the book's world) or ``"outline"`` (a new domain; captions
+        from
+            ``OUTLINE_TEMPLATES``). With the same split, size and seed the two styles
+            show the same objects.
+        shift: ``None`` (the book's world) or one of ``SHIFTS``: the same objects and
+        captions as without
+            it, drawn with noise, blurred, faded or on a light background. Combines with
+            either style.
+        one_template: ``None`` (the book's world: each caption from a random template,
+        with random
+            synonyms) or an index into ``TEMPLATES``: every caption from that template
+            with the first synonyms. ``one_template=3`` ("a red circle") gives one
+            caption per class, where the book's world has hundreds. The same objects as
+            without it.
 
-    Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L], ``captions`` (strings),
-    ``labels`` (index into ``COMBINATIONS``), ``shape_ids``, ``colour_ids``, ``size_ids``, ``position_ids``.
+    Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L],
+    ``captions`` (strings), ``labels`` (index into ``COMBINATIONS``), ``shape_ids``,
+    ``colour_ids``, ``size_ids``, ``position_ids``.
     """
 
-    def __init__(self, split: str = "train", size: int = 10000, seed: int = 0, resolution: int = 32,
-                 context_length: int = 16, label_captions: float = 0.0, style: str = "filled",
-                 shift: str | None = None, one_template: int | None = None):
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 10000,
+        seed: int = 0,
+        resolution: int = 32,
+        context_length: int = 16,
+        label_captions: float = 0.0,
+        style: str = "filled",
+        shift: str | None = None,
+        one_template: int | None = None,
+    ):
         templates = _caption_templates(style)  # checks the style
         if shift is not None and shift not in SHIFTS:
-            raise ValueError(f"unknown shift {shift!r}; expected None or one of {SHIFTS}")
+            raise ValueError(
+                f"unknown shift {shift!r}; expected None or one of {SHIFTS}"
+            )
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         if not 0.0 <= label_captions <= 1.0:
-            raise ValueError(f"label_captions is a fraction of the captions, got {label_captions}")
+            raise ValueError(
+                f"label_captions is a fraction of the captions, got {label_captions}"
+            )
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
-        self.split, self.size, self.seed, self.resolution, self.style = split, size, seed, resolution, style
+        self.split, self.size, self.seed, self.resolution, self.style = (
+            split,
+            size,
+            seed,
+            resolution,
+            style,
+        )
         self.shift = shift
         g = torch.Generator().manual_seed(seed * len(SPLITS) + _SPLIT_STREAM[split])
 
         combos = list(HELD_OUT if split == "heldout" else SEEN)
         pick = torch.randint(len(combos), (size,), generator=g)
-        self.labels = torch.tensor([COMBINATIONS.index(combos[i]) for i in pick.tolist()])
+        self.labels = torch.tensor(
+            [COMBINATIONS.index(combos[i]) for i in pick.tolist()]
+        )
         self.shape_ids = self.labels // len(COLOURS)
         self.colour_ids = self.labels % len(COLOURS)
         self.size_ids = torch.randint(len(SIZES), (size,), generator=g)
@@ -280,35 +414,73 @@ class ToyCaptions(torch.utils.data.Dataset):
         radii = low + (high - low) * torch.rand(size, generator=g)
         centres = torch.tensor([_CENTRE[p] for p in POSITIONS])[self.position_ids]
         centres = centres + (torch.rand(size, 2, generator=g) - 0.5) * 0.08
-        rgb = torch.tensor([_RGB[c] for c in COLOURS], dtype=torch.float32)[self.colour_ids]
+        rgb = torch.tensor([_RGB[c] for c in COLOURS], dtype=torch.float32)[
+            self.colour_ids
+        ]
         rgb = (rgb + torch.randn(size, 3, generator=g) * 12).clamp(0, 255)
         backgrounds = torch.rand(size, generator=g) * 70  # dark to mid grey
         if shift == "light background":
             backgrounds = backgrounds + _LIGHTER
 
         images = []
-        for start in range(0, size, 1024):  # in chunks, to bound the memory of the supersampled masks
+        # in chunks, to bound the memory of the supersampled masks
+        for start in range(0, size, 1024):
             part = slice(start, start + 1024)
-            images.append(render(self.shape_ids[part], rgb[part], radii[part], centres[part],
-                                 backgrounds[part], resolution, g, style))
+            images.append(
+                render(
+                    self.shape_ids[part],
+                    rgb[part],
+                    radii[part],
+                    centres[part],
+                    backgrounds[part],
+                    resolution,
+                    g,
+                    style,
+                )
+            )
         self.images = torch.cat(images)
         if shift is not None:
-            # A stream of its own for the noise, apart from the one that drew the objects.
-            self.images = _shifted(self.images, shift, _SHIFT_STREAM + seed * len(SPLITS) + _SPLIT_STREAM[split])
+            # A stream of its own for the noise, apart from the one that drew the
+            # objects.
+            self.images = _shifted(
+                self.images,
+                shift,
+                _SHIFT_STREAM + seed * len(SPLITS) + _SPLIT_STREAM[split],
+            )
 
         template = torch.randint(len(templates), (size,), generator=g).tolist()
-        size_word = torch.randint(6, (size,), generator=g).tolist()  # reduced modulo the synonyms available
+        size_word = torch.randint(
+            6, (size,), generator=g
+        ).tolist()  # reduced modulo the synonyms available
         where_word = torch.randint(6, (size,), generator=g).tolist()
-        if one_template is not None:  # drawn all the same, so the rest of the stream is unchanged
+        # drawn all the same, so the rest of the stream is unchanged
+        if one_template is not None:
             if not 0 <= one_template < len(templates):
-                raise ValueError(f"one_template must index the {len(templates)} templates, got {one_template}")
-            template, size_word, where_word = [one_template] * size, [0] * size, [0] * size
+                raise ValueError(
+                    f"one_template must index the {len(templates)} templates, "
+                    f"got {one_template}"
+                )
+            template, size_word, where_word = (
+                [one_template] * size,
+                [0] * size,
+                [0] * size,
+            )
         self.captions = [
-            caption(SHAPES[self.shape_ids[i]], COLOURS[self.colour_ids[i]], SIZES[self.size_ids[i]],
-                    POSITIONS[self.position_ids[i]], template[i], size_word[i], where_word[i], style)
+            caption(
+                SHAPES[self.shape_ids[i]],
+                COLOURS[self.colour_ids[i]],
+                SIZES[self.size_ids[i]],
+                POSITIONS[self.position_ids[i]],
+                template[i],
+                size_word[i],
+                where_word[i],
+                style,
+            )
             for i in range(size)
         ]
-        if label_captions:  # a world where some pictures are captioned with a bare label (chapter 7's ablation)
+        # a world where some pictures are captioned with a bare label (chapter 7's
+        # ablation)
+        if label_captions:
             bare = torch.rand(size, generator=g) < label_captions
             kind = torch.randint(3, (size,), generator=g)
             for i in bare.nonzero().flatten().tolist():

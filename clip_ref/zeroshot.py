@@ -1,22 +1,25 @@
-"""Zero-shot classification: a linear classifier whose weights are written in words (paper §3.1.2-§3.1.4).
+"""Zero-shot classification: a linear classifier whose weights are written in words
+(paper §3.1.2-§3.1.4).
 
-A trained CLIP scores how well an image and a caption belong together. To classify an image among C
-classes, write one caption per class ("a photo of a dog."), embed the captions with the text encoder,
-and pick the class whose caption is most similar to the image. The C normalised text embeddings,
-stacked as columns, are the weight matrix ``W [E, C]`` of an ordinary linear classifier without bias:
-``logits = normalise(image_features) @ W``. Nothing is trained; the classifier is generated from the
-class names.
+A trained CLIP scores how well an image and a caption belong together. To classify an
+image among C classes, write one caption per class ("a photo of a dog."), embed the
+captions with the text encoder, and pick the class whose caption is most similar to the
+image. The C normalised text embeddings, stacked as columns, are the weight matrix ``W
+[E, C]`` of an ordinary linear classifier without bias: ``logits =
+normalise(image_features) @ W``. Nothing is trained; the classifier is generated from
+the class names.
 
-Prompt ensembling (§3.1.4) builds each column from many templates ("a photo of a {}.", "a sketch of
-the {}.", ...): every caption is embedded and L2-normalised, the embeddings of one class are averaged,
-and the mean is normalised again. The average is taken in embedding space, not over predicted
-probabilities, so an ensemble of 80 templates costs exactly one classifier at inference time.
+Prompt ensembling (§3.1.4) builds each column from many templates ("a photo of a {}.",
+"a sketch of the {}.", ...): every caption is embedded and L2-normalised, the embeddings
+of one class are averaged, and the mean is normalised again. The average is taken in
+embedding space, not over predicted probabilities, so an ensemble of 80 templates costs
+exactly one classifier at inference time.
 
 Shapes: C classes, K templates, b classes per batch, L context length, E embedding dim.
 
-The command line, ``python -m clip_ref.zeroshot --model ViT-B/32 --data PATH``, loads a model by name or
-checkpoint path, encodes an image folder once with :mod:`clip_ref.evaluate`, and prints top-1 and top-5
-for each template set.
+The command line, ``python -m clip_ref.zeroshot --model ViT-B/32 --data PATH``, loads a
+model by name or checkpoint path, encodes an image folder once with
+:mod:`clip_ref.evaluate`, and prints top-1 and top-5 for each template set.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import argparse
 import os
 import string
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -36,22 +38,26 @@ from .imagenet import IMAGENET_CLASSNAMES, TEMPLATE_SETS
 from .loading import load
 from .tokenizer import tokenize
 
-Template = Union[str, Callable[[str], str]]
+Template = str | Callable[[str], str]
 
-__all__ = ["zero_shot_classifier", "check_template", "main"]
+__all__ = ["check_template", "main", "zero_shot_classifier"]
 
 
 def check_template(template: Template) -> None:
-    """Raise ``ValueError`` unless ``template`` is a callable or a string with exactly one ``{}`` field.
+    """Raise ``ValueError`` unless ``template`` is a callable or a string with exactly
+    one ``{}`` field.
 
-    Only the bare ``{}`` is allowed: a named or numbered field (``{label}``, ``{0}``), a format spec
-    (``{:>10}``) or a stray brace would make ``template.format(name)`` fail or quietly print something
-    else. Write a literal brace as ``{{`` or ``}}``.
+    Only the bare ``{}`` is allowed: a named or numbered field (``{label}``, ``{0}``), a
+    format spec (``{:>10}``) or a stray brace would make ``template.format(name)`` fail
+    or quietly print something else. Write a literal brace as ``{{`` or ``}}``.
     """
     if callable(template):
         return
     if not isinstance(template, str):
-        raise TypeError(f"a template must be a str or a callable, got {type(template).__name__}: {template!r}")
+        raise TypeError(
+            "a template must be a str or a callable, got "
+            f"{type(template).__name__}: {template!r}"
+        )
     try:
         fields = [
             (name, spec, conversion)
@@ -59,10 +65,13 @@ def check_template(template: Template) -> None:
             if name is not None
         ]
     except ValueError as error:  # unbalanced braces
-        raise ValueError(f"template {template!r} is not a valid format string: {error}") from None
+        raise ValueError(
+            f"template {template!r} is not a valid format string: {error}"
+        ) from None
     if fields != [("", "", None)]:
         raise ValueError(
-            f"template {template!r} must contain exactly one bare '{{}}' where the class name goes "
+            f"template {template!r} must contain exactly one bare '{{}}' where "
+            "the class name goes "
             f"(found {len(fields)} replacement field(s))"
         )
 
@@ -70,7 +79,10 @@ def check_template(template: Template) -> None:
 def _fill(template: Template, classname: str) -> str:
     text = template(classname) if callable(template) else template.format(classname)
     if not isinstance(text, str):
-        raise TypeError(f"template {template!r} returned {type(text).__name__}, not str, for {classname!r}")
+        raise TypeError(
+            f"template {template!r} returned {type(text).__name__}, not str, "
+            f"for {classname!r}"
+        )
     return text
 
 
@@ -83,29 +95,36 @@ def zero_shot_classifier(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Build the zero-shot weight matrix ``W [E, C]`` from class names and prompt templates.
+    """Build the zero-shot weight matrix ``W [E, C]`` from class names and prompt
+    templates.
 
     Args:
-        model: a CLIP model (anything with ``encode_text`` and OpenAI's ``positional_embedding``).
-        classnames: the C class names, in the order of the dataset's class indices.
-        templates: K prompt templates, each a string with exactly one ``{}`` for the class name
-            (``"a photo of a {}."``), or a callable ``f(classname) -> str``. Use ``["{}"]`` for the
-            bare class name.
-        batch_size: how many classes to embed per forward pass (each class contributes K captions,
+        model: a CLIP model (anything with ``encode_text`` and OpenAI's
+        ``positional_embedding``). classnames: the C class names, in the order of the
+        dataset's class indices. templates: K prompt templates, each a string with
+        exactly one ``{}`` for the class name
+            (``"a photo of a {}."``), or a callable ``f(classname) -> str``. Use
+            ``["{}"]`` for the bare class name.
+        batch_size: how many classes to embed per forward pass (each class contributes K
+        captions,
             so a batch holds ``batch_size * K`` captions).
-        device: where the captions are encoded and the result is returned; defaults to the model's device.
-        progress: show a progress bar over the classes.
+        device: where the captions are encoded and the result is returned; defaults to
+        the model's device. progress: show a progress bar over the classes.
 
     Returns:
-        ``W [E, C]`` in float32: column c is the normalised mean of the normalised embeddings of the K
-        captions of class c. Score L2-normalised image features ``I [B, E]`` with ``I @ W -> [B, C]``.
+        ``W [E, C]`` in float32: column c is the normalised mean of the normalised
+        embeddings of the K captions of class c. Score L2-normalised image features ``I
+        [B, E]`` with ``I @ W -> [B, C]``.
 
     Raises:
-        ValueError: an empty list, a malformed template (named in the message), or a caption too long
+        ValueError: an empty list, a malformed template (named in the message), or a
+        caption too long
             for the model's context (raised by the tokenizer, naming the text).
     """
     if isinstance(classnames, str) or isinstance(templates, str):
-        raise TypeError("classnames and templates must be sequences of strings, not a single string")
+        raise TypeError(
+            "classnames and templates must be sequences of strings, not a single string"
+        )
     classnames, templates = list(classnames), list(templates)
     if not classnames:
         raise ValueError("classnames is empty")
@@ -121,17 +140,29 @@ def zero_shot_classifier(
     num_templates = len(templates)  # K
 
     columns = []
-    with tqdm(total=len(classnames), unit="class", disable=not progress, leave=False, desc="classifier") as bar:
+    with tqdm(
+        total=len(classnames),
+        unit="class",
+        disable=not progress,
+        leave=False,
+        desc="classifier",
+    ) as bar:
         for start in range(0, len(classnames), batch_size):
             batch = classnames[start : start + batch_size]
-            # Class-major order: captions [c0 k0, c0 k1, ..., c1 k0, ...], so a reshape regroups them per class.
+            # Class-major order: captions [c0 k0, c0 k1, ..., c1 k0, ...], so a reshape
+            # regroups them per class.
             texts = [_fill(template, name) for name in batch for template in templates]
-            tokens = tokenize(texts, context_length=context_length).to(device)  # [b*K, L]
+            # [b*K, L]
+            tokens = tokenize(texts, context_length=context_length).to(device)
             embeddings = model.encode_text(tokens).float()  # [b*K, E]
             embeddings = F.normalize(embeddings, dim=-1)
-            # Average directions, not lengths: each caption votes with a unit vector, and the mean is
-            # projected back onto the sphere so every class column has the same norm.
-            class_embeddings = embeddings.reshape(len(batch), num_templates, -1).mean(dim=1)  # [b, E]
+            # Average directions, not lengths: each caption votes with a unit vector,
+            # and the mean is projected back onto the sphere so every class column has
+            # the same norm.
+            # [b, E]
+            class_embeddings = embeddings.reshape(len(batch), num_templates, -1).mean(
+                dim=1
+            )
             columns.append(F.normalize(class_embeddings, dim=-1))
             bar.update(len(batch))
     return torch.cat(columns).T.contiguous().to(device)  # [C, E] -> [E, C]
@@ -151,22 +182,37 @@ def _read_classnames(path: str) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clip_ref.zeroshot",
-        description="Zero-shot top-1/top-5 accuracy of a CLIP model on an image folder (ImageNet val or ImageNetV2).",
+        description="Zero-shot top-1/top-5 accuracy of a CLIP model on an image folder "
+        "(ImageNet val or ImageNetV2).",
     )
-    parser.add_argument("--model", default="ViT-B/32", help="a released model name or a local checkpoint path")
-    parser.add_argument("--data", required=True, help="root of an ImageFolder: one folder per class")
+    parser.add_argument(
+        "--model",
+        default="ViT-B/32",
+        help="a released model name or a local checkpoint path",
+    )
+    parser.add_argument(
+        "--data", required=True, help="root of an ImageFolder: one folder per class"
+    )
     parser.add_argument(
         "--templates",
         nargs="+",
         default=["80"],
         choices=list(TEMPLATE_SETS),
-        help="template sets to compare: 'name' (bare class name), '1' ('a photo of a {}.'), '7', '80'",
+        help="template sets to compare: 'name' (bare class name), '1' ('a photo of "
+        "a {}.'), '7', '80'",
     )
-    parser.add_argument("--classnames", help="text file with one class name per line (default: ImageNet's 1000)")
+    parser.add_argument(
+        "--classnames",
+        help="text file with one class name per line (default: ImageNet's 1000)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bars"
+    )
     return parser
 
 
@@ -175,41 +221,73 @@ def _check_layout(dataset, classnames: Sequence[str]) -> None:
     if numbered:
         largest = max(dataset.class_to_idx.values())
         if largest >= len(classnames):
-            raise ValueError(f"folder {largest} is out of range for {len(classnames)} class names")
+            raise ValueError(
+                f"folder {largest} is out of range for {len(classnames)} class names"
+            )
     elif len(dataset.classes) != len(classnames):
         raise ValueError(
-            f"{len(dataset.classes)} class folders but {len(classnames)} class names: with named folders "
-            "the sorted folder order is the class order, so every class needs its folder"
+            f"{len(dataset.classes)} class folders but {len(classnames)} class "
+            "names: with named folders "
+            "the sorted folder order is the class order, so every class needs "
+            "its folder"
         )
 
 
 def run(args: argparse.Namespace) -> tuple[list[dict], Features]:
-    """Evaluate as the command line asks: one result row per template set, and the image features."""
+    """Evaluate as the command line asks: one result row per template set, and the
+    image features."""
     device = torch.device(args.device)
-    classnames = _read_classnames(args.classnames) if args.classnames else list(IMAGENET_CLASSNAMES)
+    classnames = (
+        _read_classnames(args.classnames)
+        if args.classnames
+        else list(IMAGENET_CLASSNAMES)
+    )
     model, preprocess = load(args.model, device=device)
     dataset = image_folder(args.data, transform=preprocess)
     _check_layout(dataset, classnames)
     features = image_features(
-        model, dataset, batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress
+        model,
+        dataset,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=device,
+        progress=not args.no_progress,
     )
     rows = []
     for key in args.templates:
         templates = TEMPLATE_SETS[key]
-        classifier = zero_shot_classifier(model, classnames, templates, device=device, progress=not args.no_progress)
+        classifier = zero_shot_classifier(
+            model, classnames, templates, device=device, progress=not args.no_progress
+        )
         scores = accuracy(features, None, classifier)
-        rows.append({"templates": key, "count": len(templates), "top1": scores[1], "top5": scores[5]})
+        rows.append(
+            {
+                "templates": key,
+                "count": len(templates),
+                "top1": scores[1],
+                "top5": scores[5],
+            }
+        )
     return rows, features
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = _parser().parse_args(argv)
     rows, features = run(args)
-    print(f"model {args.model} | data {args.data} | {len(features.targets)} images | device {args.device}")
+    print(
+        f"model {args.model} | data {args.data} | {len(features.targets)} "
+        f"images | device {args.device}"
+    )
     print(f"{'templates':<10} {'count':>5} {'top-1 %':>8} {'top-5 %':>8}")
     for row in rows:
-        print(f"{row['templates']:<10} {row['count']:>5} {100 * row['top1']:>8.2f} {100 * row['top5']:>8.2f}")
-    print(f"image encoding: {features.seconds:.1f} s, {features.images_per_second:.1f} images/s")
+        print(
+            f"{row['templates']:<10} {row['count']:>5} "
+            f"{100 * row['top1']:>8.2f} {100 * row['top5']:>8.2f}"
+        )
+    print(
+        f"image encoding: {features.seconds:.1f} s, "
+        f"{features.images_per_second:.1f} images/s"
+    )
     return rows
 
 

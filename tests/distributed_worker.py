@@ -1,8 +1,10 @@
-"""One process of the distributed-loss test; launched by tests/test_distributed.py under torchrun (gloo, CPU).
+"""One process of the distributed-loss test; launched by tests/test_distributed.py under
+torchrun (gloo, CPU).
 
-Every process builds the same seeded full batch, keeps its own shard, and computes the distributed loss and
-gradients. It also computes, on its own, the single-process loss and gradients on the whole batch, and
-writes how far apart the two are to OUT/rank<r>.json. The test reads those numbers and decides.
+Every process builds the same seeded full batch, keeps its own shard, and computes the
+distributed loss and gradients. It also computes, on its own, the single-process loss
+and gradients on the whole batch, and writes how far apart the two are to
+OUT/rank<r>.json. The test reads those numbers and decides.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from support import TINY_VIT, random_tokens
 from torch.nn.parallel import DistributedDataParallel
 
 from clip_ref import CLIP
 from clip_ref.loss import check_equal_batches, contrastive_loss, local_contrastive_loss
 from clip_ref.train import _Features
-from support import TINY_VIT, random_tokens
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -27,7 +29,8 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def features_check(rank: int, world: int, n: int = 5, e: int = 8) -> dict:
-    """Raw features: loss, feature gradients and temperature gradient against the full-batch computation."""
+    """Raw features: loss, feature gradients and temperature gradient against the
+    full-batch computation."""
     g = torch.Generator().manual_seed(0)
     image = torch.randn(world * n, e, generator=g, dtype=torch.float64)
     text = 0.5 * image + torch.randn(world * n, e, generator=g, dtype=torch.float64)
@@ -39,7 +42,10 @@ def features_check(rank: int, world: int, n: int = 5, e: int = 8) -> dict:
     full_loss = contrastive_loss(full_i, full_t, full_s)
     full_loss.backward()
 
-    local_i, local_t = image[mine].clone().requires_grad_(), text[mine].clone().requires_grad_()
+    local_i, local_t = (
+        image[mine].clone().requires_grad_(),
+        text[mine].clone().requires_grad_(),
+    )
     local_s = torch.tensor(20.0, dtype=torch.float64, requires_grad=True)
     loss = contrastive_loss(local_i, local_t, local_s, distributed=True)
     loss.backward()
@@ -49,7 +55,8 @@ def features_check(rank: int, world: int, n: int = 5, e: int = 8) -> dict:
     scale_grad = local_s.grad.clone()
     dist.all_reduce(scale_grad)
     scale_grad /= world
-    # DistributedDataParallel averages gradients over processes, hence the division by W.
+    # DistributedDataParallel averages gradients over processes, hence the division by
+    # W.
     result = {
         "loss_diff": max_diff(mean_loss, full_loss.detach()),
         "image_grad_diff": max_diff(local_i.grad / world, full_i.grad[mine]),
@@ -58,25 +65,33 @@ def features_check(rank: int, world: int, n: int = 5, e: int = 8) -> dict:
         "grad_size": full_i.grad.abs().max().item(),
     }
 
-    # Negative control: gather without gradients (only this process's own slice keeps its history). The
-    # loss value is the same, but the gradient that other processes' losses send to this shard is lost.
-    live_i, live_t = image[mine].clone().requires_grad_(), text[mine].clone().requires_grad_()
+    # Negative control: gather without gradients (only this process's own slice keeps
+    # its history). The loss value is the same, but the gradient that other processes'
+    # losses send to this shard is lost.
+    live_i, live_t = (
+        image[mine].clone().requires_grad_(),
+        text[mine].clone().requires_grad_(),
+    )
     norm_i, norm_t = F.normalize(live_i, dim=-1), F.normalize(live_t, dim=-1)
     gathered_i = [torch.empty_like(norm_i) for _ in range(world)]
     gathered_t = [torch.empty_like(norm_t) for _ in range(world)]
     dist.all_gather(gathered_i, norm_i.detach())
     dist.all_gather(gathered_t, norm_t.detach())
     gathered_i[rank], gathered_t[rank] = norm_i, norm_t
-    no_grad_loss = local_contrastive_loss(norm_i, norm_t, torch.cat(gathered_i), torch.cat(gathered_t), 20.0,
-                                          rank * n)
+    no_grad_loss = local_contrastive_loss(
+        norm_i, norm_t, torch.cat(gathered_i), torch.cat(gathered_t), 20.0, rank * n
+    )
     no_grad_loss.backward()
     result["no_grad_gather_loss_diff"] = max_diff(no_grad_loss.detach(), loss.detach())
-    result["no_grad_gather_image_grad_diff"] = max_diff(live_i.grad / world, full_i.grad[mine])
+    result["no_grad_gather_image_grad_diff"] = max_diff(
+        live_i.grad / world, full_i.grad[mine]
+    )
     return result
 
 
 def model_check(rank: int, world: int, n: int = 3) -> dict:
-    """A small CLIP under DistributedDataParallel: parameter gradients against the full-batch computation."""
+    """A small CLIP under DistributedDataParallel: parameter gradients against the
+    full-batch computation."""
     torch.manual_seed(0)
     model = CLIP(TINY_VIT).double()
     reference = CLIP(TINY_VIT).double()
@@ -86,8 +101,11 @@ def model_check(rank: int, world: int, n: int = 3) -> dict:
     tokens = random_tokens(world * n, TINY_VIT.context_length, seed=2)
     mine = slice(rank * n, (rank + 1) * n)
 
-    full_loss = contrastive_loss(reference.encode_image(images), reference.encode_text(tokens),
-                                 reference.logit_scale.exp())
+    full_loss = contrastive_loss(
+        reference.encode_image(images),
+        reference.encode_text(tokens),
+        reference.logit_scale.exp(),
+    )
     full_loss.backward()
 
     ddp = DistributedDataParallel(_Features(model))
@@ -95,12 +113,19 @@ def model_check(rank: int, world: int, n: int = 3) -> dict:
     loss = contrastive_loss(image_features, text_features, scale, distributed=True)
     loss.backward()  # DDP averages the parameter gradients over the processes here
 
-    diffs = {name: max_diff(p.grad, dict(reference.named_parameters())[name].grad)
-             for name, p in model.named_parameters()}
+    diffs = {
+        name: max_diff(p.grad, dict(reference.named_parameters())[name].grad)
+        for name, p in model.named_parameters()
+    }
     worst = max(diffs, key=diffs.get)
-    return {"param_grad_max_diff": diffs[worst], "param_grad_worst": worst,
-            "param_grad_size": max(p.grad.abs().max().item() for p in reference.parameters()),
-            "params_compared": len(diffs)}
+    return {
+        "param_grad_max_diff": diffs[worst],
+        "param_grad_worst": worst,
+        "param_grad_size": max(
+            p.grad.abs().max().item() for p in reference.parameters()
+        ),
+        "params_compared": len(diffs),
+    }
 
 
 def unequal_batches_check(rank: int) -> dict:

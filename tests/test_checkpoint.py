@@ -1,31 +1,37 @@
-"""Reading checkpoints safely: TorchScript archives without torch.jit.load, state dicts, safetensors.
+"""Reading checkpoints safely: TorchScript archives without torch.jit.load, state dicts,
+safetensors.
 
-Ground truth for an archive is ``torch.jit.load(path).state_dict()`` (run here on archives the tests made
-themselves). Malicious files carry payloads that provably run under plain ``pickle``; the reader must
-refuse them before anything runs.
+Ground truth for an archive is ``torch.jit.load(path).state_dict()`` (run here on
+archives the tests made themselves). Malicious files carry payloads that provably run
+under plain ``pickle``; the reader must refuse them before anything runs.
 """
 
 import os
 import pickle
 import warnings
 import zipfile
-from typing import Dict, List
 
 import pytest
 import torch
-from torch import nn
-
-from clip_ref.checkpoint import (CheckpointError, UnsafeCheckpointError, checkpoint_format, read_state_dict,
-                                 read_torchscript_state_dict)
 from support import TINY_RESNET, TINY_VIT, perturbed_state_dict
 from support_files import Payload, mark, rewrite_archive, traced_openai_archive
+from torch import nn
 
-# --------------------------------------------------------------------------------------------------------
+from clip_ref.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    checkpoint_format,
+    read_state_dict,
+    read_torchscript_state_dict,
+)
+
+# --------------------------------------------------------------------------------------
 # Archive helpers
 
 
-def jit_state_dict(path) -> Dict[str, torch.Tensor]:
-    """The reference: what TorchScript itself says the archive holds (trusted, test-made archives only)."""
+def jit_state_dict(path) -> dict[str, torch.Tensor]:
+    """The reference: what TorchScript itself says the archive holds (trusted,
+    test-made archives only)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.load(str(path), map_location="cpu").state_dict()
@@ -41,8 +47,9 @@ def assert_same_state_dict(actual, expected, ordered=True):
         assert torch.equal(actual[key], tensor), key
 
 
-# --------------------------------------------------------------------------------------------------------
-# A scripted module with nested submodules and every kind of attribute TorchScript pickles
+# --------------------------------------------------------------------------------------
+# A scripted module with nested submodules and every kind of attribute TorchScript
+# pickles
 
 
 class Inner(nn.Module):
@@ -51,8 +58,9 @@ class Inner(nn.Module):
         self.lin = nn.Linear(3, 4)
         self.register_buffer("running", torch.arange(4.0))
         self.register_buffer("absent", None)  # a None buffer: not in state_dict()
-        self.plain = torch.ones(2)  # a tensor attribute that is neither parameter nor buffer
-        self.sizes: List[int] = [1, 2, 3]
+        # a tensor attribute that is neither parameter nor buffer
+        self.plain = torch.ones(2)
+        self.sizes: list[int] = [1, 2, 3]
         self.k = 5
 
     def forward(self, x):
@@ -64,13 +72,15 @@ class Outer(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList([Inner(), Inner()])
         self.scale = nn.Parameter(torch.tensor(2.0))
-        self.head = nn.Sequential(nn.Linear(3, 3, bias=False), nn.ReLU(), nn.BatchNorm1d(3))
+        self.head = nn.Sequential(
+            nn.Linear(3, 3, bias=False), nn.ReLU(), nn.BatchNorm1d(3)
+        )
         self.register_buffer("count", torch.tensor(7))
         self.name = "outer"
-        self.table: Dict[str, int] = {"a": 1}
-        self.floats: List[float] = [1.5]
-        self.tensors: List[torch.Tensor] = [torch.zeros(1)]
-        self.flags: List[bool] = [True]
+        self.table: dict[str, int] = {"a": 1}
+        self.floats: list[float] = [1.5]
+        self.tensors: list[torch.Tensor] = [torch.zeros(1)]
+        self.flags: list[bool] = [True]
 
     def forward(self, x):
         for block in self.blocks:
@@ -89,10 +99,16 @@ def test_scripted_nested_module_matches_jit_load(tmp_path, dtype):
     state_dict = read_torchscript_state_dict(path)
     expected = jit_state_dict(path)
     assert_same_state_dict(state_dict, expected)
-    # Buffers (including integer ones) are there; plain tensor attributes and None buffers are not.
-    assert {"count", "blocks.0.running", "head.2.num_batches_tracked"} <= set(state_dict)
+    # Buffers (including integer ones) are there; plain tensor attributes and None
+    # buffers are not.
+    assert {"count", "blocks.0.running", "head.2.num_batches_tracked"} <= set(
+        state_dict
+    )
     assert not any(k.endswith(("plain", "absent")) for k in state_dict)
-    assert state_dict["count"].dtype == torch.int64 and state_dict["blocks.1.lin.weight"].dtype == dtype
+    assert (
+        state_dict["count"].dtype == torch.int64
+        and state_dict["blocks.1.lin.weight"].dtype == dtype
+    )
 
 
 @pytest.mark.parametrize("config", [TINY_VIT, TINY_RESNET], ids=["vit", "resnet"])
@@ -103,7 +119,10 @@ def test_traced_openai_archive_matches_jit_load(tmp_path, config, dtype):
     state_dict = read_state_dict(path)
     expected = jit_state_dict(path)
     assert_same_state_dict(state_dict, expected)
-    assert "visual.conv1.weight" in state_dict and int(state_dict["input_resolution"]) == config.image_resolution
+    assert (
+        "visual.conv1.weight" in state_dict
+        and int(state_dict["input_resolution"]) == config.image_resolution
+    )
     assert state_dict["visual.conv1.weight"].dtype == dtype
     # And they are the weights of the model that was traced, not merely self-consistent.
     for key, tensor in eager.state_dict().items():
@@ -131,7 +150,7 @@ def test_shared_storage_views_come_back_as_views(tmp_path):
     assert state_dict["transposed"].stride() == (1, 4)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Malicious files: the payload would run under plain pickle, and must not run here
 
 
@@ -165,7 +184,9 @@ def archive(tmp_path_factory):
 def test_archive_whose_pickle_calls_a_function_is_refused(archive, tmp_path, kind):
     flag = tmp_path / "flag"
     evil = tmp_path / "evil.pt"
-    rewrite_archive(archive, evil, {"/data.pkl": pickle.dumps(payloads(flag)[kind], protocol=2)})
+    rewrite_archive(
+        archive, evil, {"/data.pkl": pickle.dumps(payloads(flag)[kind], protocol=2)}
+    )
     assert checkpoint_format(evil) == "torchscript"
     with pytest.raises(UnsafeCheckpointError, match="refused to load"):
         read_state_dict(evil)
@@ -180,10 +201,18 @@ def _unicode(text: str) -> bytes:
 def test_payload_hidden_inside_the_module_tree_is_refused(archive, tmp_path):
     """A well-formed TorchScript module object whose attribute is built by os.system."""
     flag = tmp_path / "flag"
-    data_pkl = (b"\x80\x02" + b"c__torch__.evil\nModel\n" + b")\x81"  # GLOBAL; NEWOBJ with no arguments
-                + b"}" + _unicode("weight")  # EMPTY_DICT, key
-                + b"cposix\nsystem\n" + _unicode(f"touch '{flag}'") + b"\x85R"  # os.system("touch flag")
-                + b"sb.")  # SETITEM, BUILD, STOP
+    # SETITEM, BUILD, STOP
+    data_pkl = (
+        b"\x80\x02"
+        + b"c__torch__.evil\nModel\n"
+        + b")\x81"  # GLOBAL; NEWOBJ with no arguments
+        + b"}"
+        + _unicode("weight")  # EMPTY_DICT, key
+        + b"cposix\nsystem\n"
+        + _unicode(f"touch '{flag}'")
+        + b"\x85R"  # os.system("touch flag")
+        + b"sb."
+    )
     evil = tmp_path / "evil.pt"
     rewrite_archive(archive, evil, {"/data.pkl": data_pkl})
     with pytest.raises(UnsafeCheckpointError, match="posix.system"):
@@ -201,7 +230,12 @@ def test_torchscript_class_cannot_be_called_with_arguments(archive, tmp_path):
 
 def test_state_cannot_be_built_into_helper_objects(archive, tmp_path):
     """BUILD on the stand-in for torch.FloatStorage (to change its dtype) is refused."""
-    data_pkl = b"\x80\x02ctorch\nFloatStorage\n}" + _unicode("dtype") + _unicode("int") + b"sb."
+    data_pkl = (
+        b"\x80\x02ctorch\nFloatStorage\n}"
+        + _unicode("dtype")
+        + _unicode("int")
+        + b"sb."
+    )
     evil = tmp_path / "evil.pt"
     rewrite_archive(archive, evil, {"/data.pkl": data_pkl})
     with pytest.raises(CheckpointError, match="cannot read data.pkl"):
@@ -219,13 +253,15 @@ def test_state_dict_whose_pickle_calls_a_function_is_refused(tmp_path, kind):
     assert not flag.exists()
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Damaged or unusual archives: clear errors
 
 
 def test_truncated_record_is_an_error(archive, tmp_path):
     with zipfile.ZipFile(archive) as z:
-        record = next(n for n in z.namelist() if "/data/" in n and z.getinfo(n).file_size > 8)
+        record = next(
+            n for n in z.namelist() if "/data/" in n and z.getinfo(n).file_size > 8
+        )
         data = z.read(record)
     broken = tmp_path / "broken.pt"
     rewrite_archive(archive, broken, {record: data[:-4]})
@@ -248,7 +284,8 @@ def test_big_endian_archive_is_refused(archive, tmp_path):
 
 
 def test_archive_without_byteorder_record_reads_as_little_endian(archive, tmp_path):
-    """Archives older than PyTorch 1.12, like OpenAI's of January 2021, have no byteorder record."""
+    """Archives older than PyTorch 1.12, like OpenAI's of January 2021, have no
+    byteorder record."""
     old = tmp_path / "old.pt"
     rewrite_archive(archive, old, {"/byteorder": None})
     assert_same_state_dict(read_state_dict(old), jit_state_dict(archive))
@@ -257,10 +294,19 @@ def test_archive_without_byteorder_record_reads_as_little_endian(archive, tmp_pa
 def test_tensor_reaching_past_its_storage_is_an_error(archive, tmp_path):
     with zipfile.ZipFile(archive) as z:
         data_pkl = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
-    # positional_embedding is the first tensor: [16, 64] with strides (64, 1); claim [17, 64].
-    index = data_pkl.index(b"K\x10K@\x86") if b"K\x10K@\x86" in data_pkl else data_pkl.index(b"K\x10K@t")
+    # positional_embedding is the first tensor: [16, 64] with strides (64, 1); claim
+    # [17, 64].
+    index = (
+        data_pkl.index(b"K\x10K@\x86")
+        if b"K\x10K@\x86" in data_pkl
+        else data_pkl.index(b"K\x10K@t")
+    )
     broken = tmp_path / "broken.pt"
-    rewrite_archive(archive, broken, {"/data.pkl": data_pkl[:index] + b"K\x11" + data_pkl[index + 2:]})
+    rewrite_archive(
+        archive,
+        broken,
+        {"/data.pkl": data_pkl[:index] + b"K\x11" + data_pkl[index + 2 :]},
+    )
     with pytest.raises(CheckpointError, match="past the end"):
         read_state_dict(broken)
 
@@ -269,7 +315,7 @@ def test_undeclared_class_is_an_error(archive, tmp_path):
     broken = tmp_path / "broken.pt"
     with zipfile.ZipFile(archive) as z:
         code = [n for n in z.namelist() if "/code/" in n]
-    rewrite_archive(archive, broken, {name: None for name in code})
+    rewrite_archive(archive, broken, dict.fromkeys(code))
     with pytest.raises(CheckpointError, match="no code file"):
         read_state_dict(broken)
 
@@ -285,7 +331,7 @@ def test_not_a_checkpoint(tmp_path):
         read_state_dict(tmp_path / "other.zip")
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Plain state dicts and safetensors
 
 
@@ -297,7 +343,8 @@ def weights():
 def test_state_dict_file(tmp_path, weights):
     path = tmp_path / "sd.pt"
     torch.save(weights, path)
-    assert checkpoint_format(path) == "torch"  # a torch.save zip has data.pkl but no code/
+    # a torch.save zip has data.pkl but no code/
+    assert checkpoint_format(path) == "torch"
     assert_same_state_dict(read_state_dict(path), weights)
 
 
@@ -343,11 +390,14 @@ def test_non_tensor_values_are_an_error(tmp_path):
 
 def test_safetensors_file(tmp_path, weights):
     from safetensors.torch import save_file
+
     path = tmp_path / "open_clip_model.safetensors"
     save_file({k: v.half() for k, v in weights.items()}, str(path))
     assert checkpoint_format(path) == "safetensors"
     # safetensors sorts the names; the order carries no meaning for load_state_dict.
-    assert_same_state_dict(read_state_dict(path), {k: v.half() for k, v in weights.items()}, ordered=False)
+    assert_same_state_dict(
+        read_state_dict(path), {k: v.half() for k, v in weights.items()}, ordered=False
+    )
 
 
 def test_reading_does_not_touch_torch_jit_load(archive, monkeypatch):

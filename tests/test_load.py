@@ -1,5 +1,7 @@
-"""``clip_ref.load`` end to end: local files of each format, released names via a loopback server or the
-Hugging Face mirror, and the outputs of the loaded model against the model the checkpoint was made from."""
+"""``clip_ref.load`` end to end: local files of each format, released names via a
+loopback server or the
+Hugging Face mirror, and the outputs of the loaded model against the model the
+checkpoint was made from."""
 
 import dataclasses
 import hashlib
@@ -8,12 +10,26 @@ import pickle
 import pytest
 import torch
 from PIL import Image
+from support import (
+    TINY_RESNET,
+    TINY_VIT,
+    openai_model,
+    perturbed_state_dict,
+    random_tokens,
+    relative_error,
+)
+from support_files import (
+    FakeHub,
+    LoopbackServer,
+    Payload,
+    mark,
+    rewrite_archive,
+    traced_openai_archive,
+)
 
 import clip_ref
 from clip_ref.checkpoint import UnsafeCheckpointError
 from clip_ref.download import RELEASED
-from support import TINY_RESNET, TINY_VIT, openai_model, perturbed_state_dict, random_tokens, relative_error
-from support_files import FakeHub, LoopbackServer, Payload, mark, rewrite_archive, traced_openai_archive
 
 TOLERANCE = 1e-5  # relative error between two fp32 implementations of the same function
 
@@ -26,7 +42,9 @@ def no_environment(monkeypatch):
 
 def inputs(config, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(2, 3, config.image_resolution, config.image_resolution, generator=generator)
+    images = torch.randn(
+        2, 3, config.image_resolution, config.image_resolution, generator=generator
+    )
     return images, random_tokens(3, config.context_length, seed=seed)
 
 
@@ -42,7 +60,11 @@ def check_loaded(model, preprocess, config):
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # fp32 on the CPU
     assert model.visual.input_resolution == config.image_resolution
     image = Image.new("RGB", (50, 40), (200, 30, 90))
-    assert preprocess(image).shape == (3, config.image_resolution, config.image_resolution)
+    assert preprocess(image).shape == (
+        3,
+        config.image_resolution,
+        config.image_resolution,
+    )
 
 
 @pytest.mark.parametrize("config", [TINY_VIT, TINY_RESNET], ids=["vit", "resnet"])
@@ -62,10 +84,14 @@ def test_fp16_archive_loads_as_fp32_with_the_rounded_weights(tmp_path):
     traced_openai_archive(path, TINY_VIT, dtype=torch.float16)
     model, preprocess = clip_ref.load(str(path), device="cpu")
     check_loaded(model, preprocess, TINY_VIT)
-    rounded = {k: v.half().float() if v.is_floating_point() else v
-               for k, v in perturbed_state_dict(TINY_VIT).items()}
+    rounded = {
+        k: v.half().float() if v.is_floating_point() else v
+        for k, v in perturbed_state_dict(TINY_VIT).items()
+    }
     reference = openai_model(TINY_VIT, rounded)
-    assert relative_error(logits(model, TINY_VIT), logits(reference, TINY_VIT)) < TOLERANCE
+    assert (
+        relative_error(logits(model, TINY_VIT), logits(reference, TINY_VIT)) < TOLERANCE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +113,14 @@ def test_state_dict_file(tmp_path, weights):
     check_loaded(model, preprocess, TINY_VIT)
     assert_weights(model, weights)
     reference = openai_model(TINY_VIT, weights)
-    assert relative_error(logits(model, TINY_VIT), logits(reference, TINY_VIT)) < TOLERANCE
+    assert (
+        relative_error(logits(model, TINY_VIT), logits(reference, TINY_VIT)) < TOLERANCE
+    )
 
 
 def test_safetensors_file(tmp_path, weights):
     from safetensors.torch import save_file
+
     path = tmp_path / "open_clip_model.safetensors"
     save_file(weights, str(path))
     model, preprocess = clip_ref.load(path, device="cpu")
@@ -101,22 +130,30 @@ def test_safetensors_file(tmp_path, weights):
 
 @pytest.fixture
 def released_tiny(tmp_path_factory, monkeypatch):
-    """ViT-B/32 in the table now means a tiny traced archive served by a loopback server."""
+    """ViT-B/32 in the table now means a tiny traced archive served by a loopback
+    server."""
     archive = tmp_path_factory.mktemp("served") / "ViT-B-32.pt"
     traced_openai_archive(archive, TINY_VIT, dtype=torch.float16)
     content = archive.read_bytes()
     server = LoopbackServer()
     server.files["/clip/ViT-B-32.pt"] = content
-    release = dataclasses.replace(RELEASED["ViT-B/32"], sha256=hashlib.sha256(content).hexdigest(),
-                                  url=server.url("/clip/ViT-B-32.pt"))
+    release = dataclasses.replace(
+        RELEASED["ViT-B/32"],
+        sha256=hashlib.sha256(content).hexdigest(),
+        url=server.url("/clip/ViT-B-32.pt"),
+    )
     monkeypatch.setitem(RELEASED, "ViT-B/32", release)
     yield server, archive
     server.close()
 
 
-def test_released_name_is_downloaded_verified_and_cached(tmp_path, released_tiny, monkeypatch):
+def test_released_name_is_downloaded_verified_and_cached(
+    tmp_path, released_tiny, monkeypatch
+):
     server, archive = released_tiny
-    model, preprocess = clip_ref.load("ViT-B/32", device="cpu", download_root=tmp_path, progress=False)
+    model, preprocess = clip_ref.load(
+        "ViT-B/32", device="cpu", download_root=tmp_path, progress=False
+    )
     check_loaded(model, preprocess, TINY_VIT)
     assert server.requests == ["/clip/ViT-B-32.pt"]
     assert (tmp_path / "ViT-B-32.pt").read_bytes() == archive.read_bytes()
@@ -127,27 +164,39 @@ def test_released_name_is_downloaded_verified_and_cached(tmp_path, released_tiny
     assert_weights(again, model.state_dict())
 
 
-def test_released_name_from_the_hub_mirror(tmp_path, weights, monkeypatch, released_tiny):
+def test_released_name_from_the_hub_mirror(
+    tmp_path, weights, monkeypatch, released_tiny
+):
     import huggingface_hub
     from safetensors.torch import save
 
     server, _ = released_tiny
     hub = FakeHub(content=save(weights))
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
-    model, _ = clip_ref.load("ViT-B/32", device="cpu", download_root=tmp_path, source="hf")
+    model, _ = clip_ref.load(
+        "ViT-B/32", device="cpu", download_root=tmp_path, source="hf"
+    )
     assert_weights(model, weights)
-    assert hub.calls[0]["repo_id"] == "timm/vit_base_patch32_clip_224.openai" and server.requests == []
+    assert (
+        hub.calls[0]["repo_id"] == "timm/vit_base_patch32_clip_224.openai"
+        and server.requests == []
+    )
 
 
 def test_unknown_name_lists_the_models(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"'ViT-B/33' is neither a released model \(RN50.*ViT-B/32"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"'ViT-B/33' is neither a released model \(RN50.*ViT-B/32",
+    ):
         clip_ref.load("ViT-B/33", device="cpu", download_root=tmp_path)
 
 
 def test_malicious_archive_is_refused_by_load(tmp_path):
     archive, evil, flag = tmp_path / "tiny.pt", tmp_path / "evil.pt", tmp_path / "flag"
     traced_openai_archive(archive)
-    rewrite_archive(archive, evil, {"/data.pkl": pickle.dumps(Payload(mark, str(flag)), protocol=2)})
+    rewrite_archive(
+        archive, evil, {"/data.pkl": pickle.dumps(Payload(mark, str(flag)), protocol=2)}
+    )
     with pytest.raises(UnsafeCheckpointError):
         clip_ref.load(evil, device="cpu")
     assert not flag.exists()
@@ -160,7 +209,8 @@ def test_cuda_load_is_fp16_like_the_release(tmp_path, weights):
     model, _ = clip_ref.load(path, device="cuda")
     assert model.dtype == torch.float16 and model.visual.conv1.weight.is_cuda
     assert model.text_projection.dtype == torch.float16
-    assert model.ln_final.weight.dtype == torch.float32  # layer norms stay fp32, as in convert_weights
+    # layer norms stay fp32, as in convert_weights
+    assert model.ln_final.weight.dtype == torch.float32
     images, texts = inputs(TINY_VIT)
     with torch.no_grad():
         actual = model(images.cuda(), texts.cuda())[0].float().cpu()
@@ -168,8 +218,11 @@ def test_cuda_load_is_fp16_like_the_release(tmp_path, weights):
     assert relative_error(actual, expected) < 1e-2  # fp16 arithmetic
 
 
-def test_cuda_branch_casts_like_the_release_without_a_gpu(tmp_path, weights, monkeypatch):
-    """Runs everywhere: pretend the move to CUDA happened, and check what load does for a CUDA device."""
+def test_cuda_branch_casts_like_the_release_without_a_gpu(
+    tmp_path, weights, monkeypatch
+):
+    """Runs everywhere: pretend the move to CUDA happened, and check what load does
+    for a CUDA device."""
     path = tmp_path / "weights.pt"
     torch.save(weights, path)
     moves = []

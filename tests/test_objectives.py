@@ -1,5 +1,7 @@
-"""The objectives of the paper's Figure 2 (clip_ref.objectives): caption prediction and bag-of-words
-prediction beside the contrastive objective, their zero-shot scores, and the loop that trains all three."""
+"""The objectives of the paper's Figure 2 (clip_ref.objectives): caption prediction and
+bag-of-words
+prediction beside the contrastive objective, their zero-shot scores, and the loop
+that trains all three."""
 
 from __future__ import annotations
 
@@ -9,15 +11,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clip_ref.objectives import (BagOfWords, CaptionModel, Contrastive, images_to_reach, train_objective,
-                                 vocabulary)
+from clip_ref.objectives import (
+    BagOfWords,
+    CaptionModel,
+    Contrastive,
+    images_to_reach,
+    train_objective,
+    vocabulary,
+)
 from clip_ref.preprocess import normalize
 from clip_ref.tokenizer import tokenize
 from clip_ref.toy import PRESETS
 from clip_ref.toy_data import ToyCaptions
 from clip_ref.train import TrainConfig
 
-CONFIG = dataclasses.replace(PRESETS["toy"].model, vision_layers=1, transformer_layers=1)
+CONFIG = dataclasses.replace(
+    PRESETS["toy"].model, vision_layers=1, transformer_layers=1
+)
 RECIPE = TrainConfig(steps=40, batch_size=32, lr=2e-3, warmup_steps=4)
 
 
@@ -41,12 +51,20 @@ def test_bag_of_words_counts_words_and_its_loss_and_scores_are_the_formulas(pair
     text = tokenize(["a red circle a"], context_length=CONFIG.context_length)
     counts = model.word_counts(text)[0]
     words = {int(model.vocab[i]): int(c) for i, c in enumerate(counts) if c}
-    a, red, circle = tokenize(["a red circle"], context_length=CONFIG.context_length)[0, 1:4].tolist()
+    a, red, circle = tokenize(["a red circle"], context_length=CONFIG.context_length)[
+        0, 1:4
+    ].tolist()
     assert words == {a: 2, red: 1, circle: 1}  # start and end tokens are not words
     with torch.no_grad():
         log_p = F.log_softmax(model.head(model.visual(images[:3])), dim=-1)  # [3, V]
         position = {int(t): i for i, t in enumerate(model.vocab)}
-        expected = torch.stack([2 * log_p[:, position[a]] + log_p[:, position[red]] + log_p[:, position[circle]]])
+        expected = torch.stack(
+            [
+                2 * log_p[:, position[a]]
+                + log_p[:, position[red]]
+                + log_p[:, position[circle]]
+            ]
+        )
         assert torch.allclose(model.scores(images[:3], text), expected.T, atol=1e-5)
         target = torch.zeros(len(model.vocab))
         for token, n in ((a, 2), (red, 1), (circle, 1)):
@@ -59,19 +77,28 @@ def test_caption_model_scores_are_the_likelihood_computed_token_by_token(pairs):
     images, tokens = pairs
     torch.manual_seed(0)
     model = CaptionModel(CONFIG, vocabulary(tokens)).eval()
-    texts = tokenize(["a red circle", "the ring is blue and small"], context_length=CONFIG.context_length)
+    texts = tokenize(
+        ["a red circle", "the ring is blue and small"],
+        context_length=CONFIG.context_length,
+    )
     with torch.no_grad():
         scores = model.scores(images[:2], texts)  # [2 images, 2 texts]
         for i in range(2):
-            features = model.visual(images[i:i + 1])
+            features = model.visual(images[i : i + 1])
             for t in range(2):
                 ids = model.local_ids(texts[t])
                 length = int((texts[t] != 0).sum())  # start, words, end
                 total = 0.0
-                for j in range(1, length):  # predict token j from the image and tokens 0..j-1
-                    prefix = torch.cat([model.image_projection(features),
-                                        model.token_embedding(ids[:j])])  # [j + 1, D]
-                    x = prefix + model.positional_embedding[:j + 1]
+                # predict token j from the image and tokens 0..j-1
+                for j in range(1, length):
+                    # [j + 1, D]
+                    prefix = torch.cat(
+                        [
+                            model.image_projection(features),
+                            model.token_embedding(ids[:j]),
+                        ]
+                    )
+                    x = prefix + model.positional_embedding[: j + 1]
                     x = model.ln_final(model.transformer(x[None]))[0]
                     total += F.log_softmax(model.head(x[-1]), dim=-1)[ids[j]].item()
                 assert scores[i, t].item() == pytest.approx(total, abs=1e-4)
@@ -82,7 +109,9 @@ def test_predictive_models_refuse_tokens_outside_their_vocabulary(pairs):
     _, tokens = pairs
     model = BagOfWords(CONFIG, vocabulary(tokens))
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        model.word_counts(tokenize(["a xylophone"], context_length=CONFIG.context_length))
+        model.word_counts(
+            tokenize(["a xylophone"], context_length=CONFIG.context_length)
+        )
     with pytest.raises(ValueError, match="sorted"):
         CaptionModel(CONFIG, torch.tensor([5, 3]))
 
@@ -92,11 +121,20 @@ def test_contrastive_scores_are_clips_logits(pairs):
     torch.manual_seed(0)
     model = Contrastive(CONFIG).eval()
     with torch.no_grad():
-        assert torch.equal(model.scores(images[:4], tokens[:3]), model.model(images[:4], tokens[:3])[0])
+        assert torch.equal(
+            model.scores(images[:4], tokens[:3]), model.model(images[:4], tokens[:3])[0]
+        )
 
 
-@pytest.mark.parametrize("make", [lambda vocab: BagOfWords(CONFIG, vocab), lambda vocab: CaptionModel(CONFIG, vocab),
-                                  lambda vocab: Contrastive(CONFIG)], ids=["bag-of-words", "captioning", "contrastive"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda vocab: BagOfWords(CONFIG, vocab),
+        lambda vocab: CaptionModel(CONFIG, vocab),
+        lambda vocab: Contrastive(CONFIG),
+    ],
+    ids=["bag-of-words", "captioning", "contrastive"],
+)
 def test_each_objective_trains_its_loss_down_deterministically(pairs, make):
     images, tokens = pairs
     runs = []
@@ -105,14 +143,23 @@ def test_each_objective_trains_its_loss_down_deterministically(pairs, make):
         model = make(vocabulary(tokens))
         with torch.no_grad():
             before = model.loss(images[:64], tokens[:64]).item()
-        summary = train_objective(model, images, tokens, RECIPE, evaluate=lambda m: float(m.training),
-                                  evaluate_every=15, progress=False)
+        summary = train_objective(
+            model,
+            images,
+            tokens,
+            RECIPE,
+            evaluate=lambda m: float(m.training),
+            evaluate_every=15,
+            progress=False,
+        )
         with torch.no_grad():
             after = model.loss(images[:64], tokens[:64]).item()
-        assert after < before - 0.25 and not model.training  # the bag of words has an entropy floor
+        # the bag of words has an entropy floor
+        assert after < before - 0.25 and not model.training
         assert [c["step"] for c in summary["curve"]] == [0, 15, 30, 40]
         assert [c["images_seen"] for c in summary["curve"]] == [0, 480, 960, 1280]
-        assert all(c["score"] == 0.0 for c in summary["curve"])  # evaluated in eval mode
+        # evaluated in eval mode
+        assert all(c["score"] == 0.0 for c in summary["curve"])
         runs.append((summary["final_loss"], after))
     assert runs[0] == runs[1]
 
@@ -129,8 +176,12 @@ def test_training_refuses_bad_input(pairs):
 
 
 def test_images_to_reach_interpolates_between_evaluations():
-    curve = [{"step": 0, "images_seen": 0, "score": 0.0}, {"step": 1, "images_seen": 100, "score": 0.4},
-             {"step": 2, "images_seen": 200, "score": 0.8}, {"step": 3, "images_seen": 300, "score": 0.7}]
+    curve = [
+        {"step": 0, "images_seen": 0, "score": 0.0},
+        {"step": 1, "images_seen": 100, "score": 0.4},
+        {"step": 2, "images_seen": 200, "score": 0.8},
+        {"step": 3, "images_seen": 300, "score": 0.7},
+    ]
     assert images_to_reach(curve, 0.6) == pytest.approx(150.0)
     assert images_to_reach(curve, 0.4) == 100.0
     assert images_to_reach(curve, 0.0) == 0.0

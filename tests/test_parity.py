@@ -1,19 +1,29 @@
-"""Parity: clip_ref computes what OpenAI's code and open_clip compute, on identical weights, for all nine models.
+"""Parity: clip_ref computes what OpenAI's code and open_clip compute, on identical
+weights, for all nine models.
 
-Ground truth is open_clip run in float64. Each implementation's fp32 result must be within a relative error of
-1e-5 of it, and clip_ref run in float64 must agree with it to float64 precision, which shows the two compute
-the same function, not just similar numbers. The four largest models run the code of the five others with
-other sizes, so for them two runs are left out: open_clip's own fp32 run (a check of the reference,
-not of clip_ref) and clip_ref's float64 run (a quarter of the largest model's time); their fp32 check stays.
+Ground truth is open_clip run in float64. Each implementation's fp32 result must be
+within a relative error of 1e-5 of it, and clip_ref run in float64 must agree with it to
+float64 precision, which shows the two compute the same function, not just similar
+numbers. The four largest models run the code of the five others with other sizes, so
+for them two runs are left out: open_clip's own fp32 run (a check of the reference, not
+of clip_ref) and clip_ref's float64 run (a quarter of the largest model's time); their
+fp32 check stays.
 """
 
 import gc
 
 import pytest
 import torch
+from support import (
+    logits,
+    open_clip_model,
+    openai_model,
+    perturbed_state_dict,
+    random_tokens,
+    relative_error,
+)
 
 from clip_ref import CLIPConfig, available_models, build_model
-from support import logits, open_clip_model, openai_model, perturbed_state_dict, random_tokens, relative_error
 
 FP32_TOLERANCE = 1e-5
 FP64_TOLERANCE = 1e-10
@@ -24,17 +34,28 @@ def encode(model, images, texts):
     with torch.no_grad():
         image_features = model.encode_image(images)
         text_features = model.encode_text(texts)
-        return image_features, text_features, logits(image_features, text_features, model.logit_scale)
+        return (
+            image_features,
+            text_features,
+            logits(image_features, text_features, model.logit_scale),
+        )
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name
-                                  for name in available_models()])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in LARGE else name
+        for name in available_models()
+    ],
+)
 def test_parity_with_openai_and_open_clip(name):
     config = CLIPConfig.from_name(name)
     state_dict = perturbed_state_dict(config, seed=available_models().index(name))
     batch = 1 if name in LARGE else 2
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch, 3, config.image_resolution, config.image_resolution, generator=generator)
+    images = torch.randn(
+        batch, 3, config.image_resolution, config.image_resolution, generator=generator
+    )
     texts = random_tokens(3, config.context_length, seed=1)
 
     reference_model = open_clip_model(config, state_dict).double()
@@ -50,7 +71,9 @@ def test_parity_with_openai_and_open_clip(name):
     results["OpenAI"] = encode(openai_model(config, state_dict), images, texts)
     gc.collect()
     if name not in LARGE:
-        results["open_clip"] = encode(open_clip_model(config, state_dict), images, texts)
+        results["open_clip"] = encode(
+            open_clip_model(config, state_dict), images, texts
+        )
         gc.collect()
 
     failures = []

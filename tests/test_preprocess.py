@@ -1,10 +1,11 @@
 """Tests for clip_ref.preprocess.
 
-Parity: on ordinary RGB and grayscale photographs the tensors must be identical (torch.equal) to
-OpenAI's released preprocessing (``clip.clip._transform`` from clip-anytorch, used here as a test-only
-reference) at every released resolution. Edge cases: each deliberate difference from OpenAI's
-pipeline is checked against the numbers it should give, usually by showing that our output on the
-awkward input equals OpenAI's output on the correctly converted 8-bit RGB picture.
+Parity: on ordinary RGB and grayscale photographs the tensors must be identical
+(torch.equal) to OpenAI's released preprocessing (``clip.clip._transform`` from
+clip-anytorch, used here as a test-only reference) at every released resolution. Edge
+cases: each deliberate difference from OpenAI's pipeline is checked against the numbers
+it should give, usually by showing that our output on the awkward input equals OpenAI's
+output on the correctly converted 8-bit RGB picture.
 """
 
 import functools
@@ -23,13 +24,15 @@ from PIL import Image
 from clip_ref import preprocess as pp
 
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # clip-anytorch imports the deprecated pkg_resources
+    # clip-anytorch imports the deprecated pkg_resources
+    warnings.simplefilter("ignore")
     from clip.clip import _transform as openai_transform
 
 skimage_data = pytest.importorskip("skimage.data")
 
 RESOLUTIONS = (224, 288, 336, 384, 448)  # input sizes of the nine released models
-# Photographs shipped inside the scikit-image package (no download): RGB PNG and JPEG, grayscale PNG.
+# Photographs shipped inside the scikit-image package (no download): RGB PNG and JPEG,
+# grayscale PNG.
 PHOTOS = (
     "astronaut.png",
     "coffee.png",
@@ -45,9 +48,10 @@ MEAN = torch.tensor(pp.IMAGE_MEAN).view(3, 1, 1)
 STD = torch.tensor(pp.IMAGE_STD).view(3, 1, 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name):
-    """A photograph file shipped with scikit-image, decoded once (tests never modify images)."""
+    """A photograph file shipped with scikit-image, decoded once (tests never modify
+    images)."""
     with Image.open(os.path.join(skimage_data.data_dir, name)) as image:
         image.load()
     return image
@@ -58,12 +62,14 @@ def photo_array(name):
 
 
 def normalized(rgb):
-    """The normalized tensor value of one 8-bit colour, computed as the pipeline does: [3, 1, 1]."""
+    """The normalized tensor value of one 8-bit colour, computed as the pipeline
+    does: [3, 1, 1]."""
     return (torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1).div(255) - MEAN) / STD
 
 
 def pixels(tensor):
-    """Undo the normalization: [3, H, W] tensor -> [H, W, 3] float array on the 0..255 scale."""
+    """Undo the normalization: [3, H, W] tensor -> [H, W, 3] float array on the
+    0..255 scale."""
     return ((tensor * STD + MEAN) * 255).permute(1, 2, 0).numpy()
 
 
@@ -74,7 +80,8 @@ def encode(image, fmt, **params):
 
 
 def png_16bit(samples):
-    """Encode uint16 samples [H, W] (grey), [H, W, 3] (RGB) or [H, W, 4] (RGBA) as a 16-bit PNG.
+    """Encode uint16 samples [H, W] (grey), [H, W, 3] (RGB) or [H, W, 4] (RGBA) as a
+    16-bit PNG.
 
     Written by hand so the test does not depend on an image library's 16-bit writer.
     """
@@ -97,7 +104,8 @@ def png_16bit(samples):
 
 
 def ramp_16bit(height=8, width=300):
-    """Distinct 16-bit grey levels covering 0..65535, including both ends and exact multiples of 257."""
+    """Distinct 16-bit grey levels covering 0..65535, including both ends and exact
+    multiples of 257."""
     values = np.linspace(0, 65535, height * width).round().astype(np.uint16)
     values[:3] = (0, 257, 128)  # 128 -> 0 (rounds down), 257 -> 1
     values[-1] = 65535
@@ -108,7 +116,8 @@ def expected_8bit(values):
     return np.round(values.astype(np.float64) / 257).astype(np.uint8)
 
 
-# --- parity with OpenAI on ordinary images ------------------------------------------------------
+# --- parity with OpenAI on ordinary images
+# ------------------------------------------------------
 
 
 @pytest.mark.parametrize("n_px", RESOLUTIONS)
@@ -123,31 +132,53 @@ def test_shipped_photos_identical_to_openai(name, n_px):
 
 def test_random_crops_and_rescales_identical_to_openai():
     rng = np.random.default_rng(1234)
-    filters = (Image.Resampling.BILINEAR, Image.Resampling.LANCZOS, Image.Resampling.NEAREST)
+    filters = (
+        Image.Resampling.BILINEAR,
+        Image.Resampling.LANCZOS,
+        Image.Resampling.NEAREST,
+    )
     for case in range(30):
         source = photo(PHOTOS[case % len(PHOTOS)])
-        aspect = float(np.exp(rng.uniform(0, np.log(10))))  # longer side / shorter side, 1 to 10
+        # longer side / shorter side, 1 to 10
+        aspect = float(np.exp(rng.uniform(0, np.log(10))))
         if case % 2:  # crop a random window from the photograph
             long_side = int(rng.integers(3, max(source.size) + 1))
             short_side = max(1, round(long_side / aspect))
             if rng.random() < 0.5:
-                width, height = min(long_side, source.width), min(short_side, source.height)
+                width, height = (
+                    min(long_side, source.width),
+                    min(short_side, source.height),
+                )
             else:
-                width, height = min(short_side, source.width), min(long_side, source.height)
+                width, height = (
+                    min(short_side, source.width),
+                    min(long_side, source.height),
+                )
             left = int(rng.integers(0, source.width - width + 1))
             top = int(rng.integers(0, source.height - height + 1))
             image = source.crop((left, top, left + width, top + height))
         else:  # rescale the whole photograph to an odd size and shape
             long_side = int(rng.integers(5, 1200))
             short_side = max(1, round(long_side / aspect))
-            size = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
+            size = (
+                (long_side, short_side)
+                if rng.random() < 0.5
+                else (short_side, long_side)
+            )
             image = source.resize(size, filters[case % 3])
         n_px = int(rng.choice(RESOLUTIONS))
         ours = OURS[n_px](image)
-        assert torch.equal(ours, OPENAI[n_px](image)), (case, image.size, image.mode, n_px)
+        assert torch.equal(ours, OPENAI[n_px](image)), (
+            case,
+            image.size,
+            image.mode,
+            n_px,
+        )
 
 
-@pytest.mark.parametrize("size", [(1000, 100), (100, 1000), (4480, 448), (37, 370), (2240, 225)])
+@pytest.mark.parametrize(
+    "size", [(1000, 100), (100, 1000), (4480, 448), (37, 370), (2240, 225)]
+)
 def test_panoramas_up_to_ten_to_one_identical_to_openai(size):
     image = photo("coffee.png").resize(size, Image.Resampling.BICUBIC)
     for n_px in (224, 448):
@@ -155,11 +186,13 @@ def test_panoramas_up_to_ten_to_one_identical_to_openai(size):
 
 
 def test_aspect_ratio_at_the_limit_is_exact():
-    image = Image.fromarray(photo_array("astronaut.png")[:300, :3])  # 3 x 300: exactly 100:1
+    # 3 x 300: exactly 100:1
+    image = Image.fromarray(photo_array("astronaut.png")[:300, :3])
     assert torch.equal(OURS[224](image), OPENAI[224](image))
 
 
-# --- tiny images ----------------------------------------------------------------------------------
+# --- tiny images
+# ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 2)])
@@ -181,11 +214,13 @@ def test_tiny_two_colour_image_is_upsampled_smoothly():
     ours = OURS[224](image)
     assert torch.equal(ours, OPENAI[224](image))
     row = pixels(ours)[112]  # [224, 3], left to right
-    assert np.all(np.diff(row[:, 0]) <= 1e-3) and np.all(np.diff(row[:, 2]) >= -1e-3)  # red fades, blue grows
+    # red fades, blue grows
+    assert np.all(np.diff(row[:, 0]) <= 1e-3) and np.all(np.diff(row[:, 2]) >= -1e-3)
     assert row[0, 0] > 190 and row[0, 2] < 20 and row[-1, 0] < 20 and row[-1, 2] > 210
 
 
-# --- modes: grayscale, alpha, palette, bilevel, other colour spaces --------------------------------
+# --- modes: grayscale, alpha, palette, bilevel, other colour spaces
+# --------------------------------
 
 
 def test_grayscale_gives_three_identical_channels():
@@ -194,11 +229,14 @@ def test_grayscale_gives_three_identical_channels():
     ours = pixels(OURS[224](image))
     np.testing.assert_allclose(ours[..., 0], ours[..., 1], atol=1e-3)
     np.testing.assert_allclose(ours[..., 0], ours[..., 2], atol=1e-3)
-    assert pp.load_image(os.path.join(skimage_data.data_dir, "camera.png")).mode == "RGB"
+    assert (
+        pp.load_image(os.path.join(skimage_data.data_dir, "camera.png")).mode == "RGB"
+    )
 
 
 def over_white(rgb, alpha):
-    """Independent reference for compositing onto white: c * a + 255 * (1 - a), rounded."""
+    """Independent reference for compositing onto white: c * a + 255 * (1 - a),
+    rounded."""
     rgb, alpha = rgb.astype(np.float64), alpha.astype(np.float64)[..., None] / 255
     return np.round(rgb * alpha + 255 * (1 - alpha)).astype(np.uint8)
 
@@ -215,25 +253,36 @@ def test_rgba_transparent_pixels_become_white():
     ours = OURS[224](image)
     assert torch.equal(ours, OPENAI[224](expected))
     white = normalized((255, 255, 255)).view(3)
-    assert torch.equal(ours[:, :, 0], white.view(3, 1).expand(3, 224))  # left edge: pure white
+    # left edge: pure white
+    assert torch.equal(ours[:, :, 0], white.view(3, 1).expand(3, 224))
     # OpenAI's pipeline drops the alpha channel: the same pixels come out black.
     black = normalized((0, 0, 0)).view(3, 1).expand(3, 224)
     assert torch.equal(OPENAI[224](image)[:, :, 0], black)
 
 
 def test_partial_alpha_is_blended_with_white():
-    rgb = np.array([[[0, 0, 0], [200, 100, 50], [10, 20, 30], [255, 0, 0], [90, 90, 90]]], np.uint8)
+    rgb = np.array(
+        [[[0, 0, 0], [200, 100, 50], [10, 20, 30], [255, 0, 0], [90, 90, 90]]], np.uint8
+    )
     alpha = np.array([[0, 255, 64, 128, 200]], np.uint8)
-    loaded = pp.load_image(encode(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), "PNG"))
+    loaded = pp.load_image(
+        encode(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), "PNG")
+    )
     got = np.asarray(loaded).astype(int)
     want = over_white(rgb, alpha).astype(int)
     assert np.abs(got - want).max() <= 1  # Pillow's fixed-point blend vs exact rounding
-    assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [200, 100, 50]
+    assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [
+        200,
+        100,
+        50,
+    ]
 
 
 def test_opaque_rgba_equals_rgb():
     rgb = photo_array("coffee.png")
-    rgba = Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGBA")
+    rgba = Image.fromarray(
+        np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGBA"
+    )
     assert torch.equal(OURS[336](rgba), OPENAI[336](Image.fromarray(rgb)))
 
 
@@ -246,38 +295,56 @@ def test_grey_with_alpha_la():
     want = over_white(np.repeat(grey[..., None], 3, axis=2), alpha).astype(int)
     assert np.abs(got - want).max() <= 1
     assert got[0, 0].tolist() == [255, 255, 255] and got[0, 1].tolist() == [0, 0, 0]
-    assert torch.equal(OURS[224](image), OPENAI[224](Image.fromarray(got.astype(np.uint8))))
+    assert torch.equal(
+        OURS[224](image), OPENAI[224](Image.fromarray(got.astype(np.uint8)))
+    )
 
 
-@pytest.mark.parametrize("mode, straight", [("PA", "RGBA"), ("RGBa", "RGBA"), ("La", "LA")])
+@pytest.mark.parametrize(
+    "mode, straight", [("PA", "RGBA"), ("RGBa", "RGBA"), ("La", "LA")]
+)
 def test_rarer_alpha_modes(mode, straight):
     black = (0,) * (len(straight) - 1)
     transparent = Image.new(straight, (5, 4), (*black, 0)).convert(mode)
     assert transparent.mode == mode
-    assert torch.equal(OURS[224](transparent), normalized((255, 255, 255)).expand(3, 224, 224))
+    assert torch.equal(
+        OURS[224](transparent), normalized((255, 255, 255)).expand(3, 224, 224)
+    )
     opaque = Image.new(straight, (5, 4), (*black, 255)).convert(mode)
     assert torch.equal(OURS[224](opaque), normalized((0, 0, 0)).expand(3, 224, 224))
-    # Premultiplied grey 50 at alpha 128 is straight grey 99 (Pillow's rounding), blended with white.
+    # Premultiplied grey 50 at alpha 128 is straight grey 99 (Pillow's rounding),
+    # blended with white.
     if mode == "La":
         half = Image.new("La", (1, 1), (50, 128))
-        assert pp.load_image(half).getpixel((0, 0)) == (177, 177, 177)  # 99 * 128/255 + 255 * 127/255
+        # 99 * 128/255 + 255 * 127/255
+        assert pp.load_image(half).getpixel((0, 0)) == (
+            177,
+            177,
+            177,
+        )
 
 
 def test_palette_is_expanded_before_resizing():
-    image = Image.open(encode(Image.fromarray(photo_array("astronaut.png")).quantize(64), "PNG"))
+    image = Image.open(
+        encode(Image.fromarray(photo_array("astronaut.png")).quantize(64), "PNG")
+    )
     assert image.mode == "P" and not image.has_transparency_data
     ours = OURS[224](image)
-    assert torch.equal(ours, OPENAI[224](image.convert("RGB")))  # bicubic on the expanded colours
-    # OpenAI's pipeline resizes the palette indices with nearest neighbour: a different picture.
+    # bicubic on the expanded colours
+    assert torch.equal(ours, OPENAI[224](image.convert("RGB")))
+    # OpenAI's pipeline resizes the palette indices with nearest neighbour: a different
+    # picture.
     assert not torch.allclose(ours, OPENAI[224](image), atol=0.05)
 
 
 def test_palette_with_transparency():
     indices = np.array([[0, 1, 2, 0], [1, 2, 0, 1], [2, 0, 1, 2]], np.uint8)
     image = Image.fromarray(indices, "P")
-    image.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (3 * 253))  # black, red, blue
+    # black, red, blue
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (3 * 253))
     for fmt in ("PNG", "GIF"):
-        loaded = Image.open(encode(image, fmt, transparency=0))  # index 0 (black) is transparent
+        # index 0 (black) is transparent
+        loaded = Image.open(encode(image, fmt, transparency=0))
         assert loaded.mode == "P" and loaded.has_transparency_data
         colours = np.array([[255, 255, 255], [255, 0, 0], [0, 0, 255]], np.uint8)
         expected = Image.fromarray(colours[indices])
@@ -292,7 +359,9 @@ def test_colour_key_transparency_in_rgb_png():
     assert image.mode == "RGB" and image.info["transparency"] == (0, 0, 0)
     loaded = np.asarray(pp.load_image(image))
     assert np.all(loaded[:50] == 255)
-    assert np.array_equal(loaded[50:], np.where((rgb[50:] == 0).all(-1, keepdims=True), 255, rgb[50:]))
+    assert np.array_equal(
+        loaded[50:], np.where((rgb[50:] == 0).all(-1, keepdims=True), 255, rgb[50:])
+    )
 
 
 def test_bilevel_image_is_resized_as_greyscale():
@@ -300,7 +369,8 @@ def test_bilevel_image_is_resized_as_greyscale():
     image = Image.fromarray(checker).convert("1")
     ours = OURS[224](image)
     assert torch.equal(ours, OPENAI[224](Image.fromarray(checker)))
-    assert not torch.equal(ours, OPENAI[224](image))  # OpenAI: nearest neighbour for mode "1"
+    # OpenAI: nearest neighbour for mode "1"
+    assert not torch.equal(ours, OPENAI[224](image))
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "YCbCr", "LAB", "HSV", "RGBX"])
@@ -316,7 +386,8 @@ def test_cmyk_jpeg_file():
     assert np.abs(np.asarray(loaded).astype(int) - [255, 0, 0]).max() <= 2
 
 
-# --- 16-bit and other high-bit-depth files ---------------------------------------------------------
+# --- 16-bit and other high-bit-depth files
+# ---------------------------------------------------------
 
 
 def test_16bit_grey_png_is_scaled_not_clipped():
@@ -349,7 +420,8 @@ def test_16bit_rgb_png_is_reduced_by_pillow():
     values = rng.integers(0, 65536, (40, 60, 3), dtype=np.uint16)
     values[0, 0] = (0, 65535, 257 * 100)
     image = Image.open(png_16bit(values))
-    # Pillow opens 16-bit colour PNGs as 8-bit RGB, keeping the high byte of each sample.
+    # Pillow opens 16-bit colour PNGs as 8-bit RGB, keeping the high byte of each
+    # sample.
     assert image.mode == "RGB"
     loaded = np.asarray(pp.load_image(image))
     assert np.array_equal(loaded, (values >> 8).astype(np.uint8))
@@ -357,7 +429,8 @@ def test_16bit_rgb_png_is_reduced_by_pillow():
     assert loaded[0, 0].tolist() == [0, 255, 100]
     image = Image.open(png_16bit(values))
     assert torch.equal(OURS[384](image), OPENAI[384](image))
-    rgba = np.dstack([values, np.zeros((40, 60), np.uint16)])  # fully transparent 16-bit RGBA
+    # fully transparent 16-bit RGBA
+    rgba = np.dstack([values, np.zeros((40, 60), np.uint16)])
     assert np.all(np.asarray(pp.load_image(Image.open(png_16bit(rgba)))) == 255)
 
 
@@ -378,11 +451,13 @@ def test_32bit_integer_and_float_images_raise():
         OURS[224](floats)
 
 
-# --- EXIF orientation -----------------------------------------------------------------------------
+# --- EXIF orientation
+# -----------------------------------------------------------------------------
 
 
 def quadrants(width=96, height=64):
-    """An upright test picture: red top-left, green top-right, blue bottom-left, white bottom-right."""
+    """An upright test picture: red top-left, green top-right, blue bottom-left,
+    white bottom-right."""
     array = np.zeros((height, width, 3), np.uint8)
     array[: height // 2, : width // 2] = (255, 0, 0)
     array[: height // 2, width // 2 :] = (0, 255, 0)
@@ -391,15 +466,25 @@ def quadrants(width=96, height=64):
     return array
 
 
-# Orientation tag -> transposition a viewer applies to the stored pixels (EXIF 2.3 spec).
-DISPLAY = {6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90, 3: Image.Transpose.ROTATE_180}
-UNDO = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
+# Orientation tag -> transposition a viewer applies to the stored pixels (EXIF 2.3
+# spec).
+DISPLAY = {
+    6: Image.Transpose.ROTATE_270,
+    8: Image.Transpose.ROTATE_90,
+    3: Image.Transpose.ROTATE_180,
+}
+UNDO = {
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+    3: Image.Transpose.ROTATE_180,
+}
 
 
 @pytest.mark.parametrize("orientation", [6, 8, 3])
 def test_exif_orientation_is_applied(orientation):
     upright = quadrants()
-    stored = Image.fromarray(upright).transpose(UNDO[orientation])  # what a camera would save
+    # what a camera would save
+    stored = Image.fromarray(upright).transpose(UNDO[orientation])
     exif = Image.Exif()
     exif[0x0112] = orientation
     data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
@@ -409,18 +494,25 @@ def test_exif_orientation_is_applied(orientation):
     # Exactly: the decoded stored pixels turned the way a viewer turns them.
     decoded = Image.open(io.BytesIO(data.getvalue())).transpose(DISPLAY[orientation])
     assert torch.equal(ours, OPENAI[224](decoded))
-    assert torch.equal(OURS[224](io.BytesIO(data.getvalue())), ours)  # also when we open the file
+    # also when we open the file
+    assert torch.equal(OURS[224](io.BytesIO(data.getvalue())), ours)
     # The content is the upright picture (up to JPEG error): compare quadrant means.
     expected = pixels(OPENAI[224](Image.fromarray(upright)))
     got = pixels(ours)
     for rows in (slice(10, 100), slice(124, 214)):
         for cols in (slice(10, 100), slice(124, 214)):
-            assert np.abs(got[rows, cols].mean((0, 1)) - expected[rows, cols].mean((0, 1))).max() < 4
+            assert (
+                np.abs(
+                    got[rows, cols].mean((0, 1)) - expected[rows, cols].mean((0, 1))
+                ).max()
+                < 4
+            )
     # OpenAI's pipeline ignores the tag and sees the picture turned.
     assert np.abs(pixels(OPENAI[224](image)) - expected).mean() > 50
 
 
-# --- extreme aspect ratios ------------------------------------------------------------------------
+# --- extreme aspect ratios
+# ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (2, 203), (1000, 9)])
@@ -435,10 +527,15 @@ def test_resize_and_center_crop_geometry():
     assert pp.resize_and_center_crop(image, 224).size == (224, 224)
     assert pp._resized_size(1000, 100, 224) == (2240, 224)
     assert pp._resized_size(100, 1000, 224) == (224, 2240)
-    assert pp._resized_size(3, 7, 224) == (224, 522)  # 522.67 rounded down, like torchvision
+    # 522.67 rounded down, like torchvision
+    assert pp._resized_size(3, 7, 224) == (
+        224,
+        522,
+    )
 
 
-# --- inputs that are not PIL images ---------------------------------------------------------------
+# --- inputs that are not PIL images
+# ---------------------------------------------------------------
 
 
 def test_paths_and_files_are_opened():
@@ -472,7 +569,8 @@ def test_missing_file_and_empty_image():
         OURS[224](Image.new("RGB", (0, 5)))
 
 
-# --- the transform object -------------------------------------------------------------------------
+# --- the transform object
+# -------------------------------------------------------------------------
 
 
 def test_constants_and_repr():
@@ -480,11 +578,20 @@ def test_constants_and_repr():
     assert pp.IMAGE_STD == (0.26862954, 0.26130258, 0.27577711)
     text = repr(pp.transform(336))
     assert text.startswith("Preprocess(n_px=336)")
-    for step in ("EXIF", "bicubic", "central 336 x 336", "[3, 336, 336]", "0.4815", "0.2758"):
+    for step in (
+        "EXIF",
+        "bicubic",
+        "central 336 x 336",
+        "[3, 336, 336]",
+        "0.4815",
+        "0.2758",
+    ):
         assert step in text
 
 
-@pytest.mark.parametrize("n_px, error", [(0, ValueError), (-3, ValueError), (224.0, TypeError)])
+@pytest.mark.parametrize(
+    "n_px, error", [(0, ValueError), (-3, ValueError), (224.0, TypeError)]
+)
 def test_bad_resolution(n_px, error):
     with pytest.raises(error, match="n_px"):
         pp.transform(n_px)

@@ -1,4 +1,5 @@
-"""The README's quickstart runs as written (with random weights), so it cannot drift from the API."""
+"""The README's quickstart runs as written (with random weights), so it cannot drift
+from the API."""
 
 import re
 from pathlib import Path

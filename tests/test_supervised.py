@@ -1,4 +1,5 @@
-"""The supervised baseline of the robustness chapter (a label classifier on CLIP's image encoder) and
+"""The supervised baseline of the robustness chapter (a label classifier on CLIP's image
+encoder) and
 effective robustness (Taori et al., 2020)."""
 
 from __future__ import annotations
@@ -11,8 +12,13 @@ import torch
 
 from clip_ref import CLIP
 from clip_ref.preprocess import normalize
-from clip_ref.supervised import (LabelClassifier, classifier_top1, effective_robustness, robustness_trend,
-                                 train_classifier)
+from clip_ref.supervised import (
+    LabelClassifier,
+    classifier_top1,
+    effective_robustness,
+    robustness_trend,
+    train_classifier,
+)
 from clip_ref.toy import PRESETS
 from clip_ref.toy_data import ToyCaptions
 from clip_ref.train import TrainConfig
@@ -23,7 +29,9 @@ RECIPE = TrainConfig(steps=30, batch_size=32, lr=2e-3, warmup_steps=3)
 
 def _data(size=96, seed=0):
     data = ToyCaptions("seen", size=size, seed=seed)
-    return normalize(data.images), data.colour_ids  # 6 colour classes: learnable in a few steps
+    return normalize(
+        data.images
+    ), data.colour_ids  # 6 colour classes: learnable in a few steps
 
 
 def test_the_image_encoder_is_clips_own_and_the_head_maps_to_classes():
@@ -32,7 +40,10 @@ def test_the_image_encoder_is_clips_own_and_the_head_maps_to_classes():
     torch.manual_seed(0)
     clip = CLIP(CONFIG)
     assert classifier.visual.state_dict().keys() == clip.visual.state_dict().keys()
-    for name, tensor in clip.visual.state_dict().items():  # the same construction and initialisation
+    for (
+        name,
+        tensor,
+    ) in clip.visual.state_dict().items():  # the same construction and initialisation
         assert torch.equal(classifier.visual.state_dict()[name], tensor), name
     images, _ = _data(size=5)
     assert classifier(images).shape == (5, 6)
@@ -51,7 +62,8 @@ def test_training_lowers_the_loss_learns_and_is_deterministic():
         results.append((summary["final_loss"], model.head.weight.detach().clone()))
         assert not model.training and summary["steps"] == RECIPE.steps
         assert summary["final_loss"] < 0.5 * before
-        assert classifier_top1(model, images, labels, batch_size=40) > 0.8  # batches that do not divide N
+        # batches that do not divide N
+        assert classifier_top1(model, images, labels, batch_size=40) > 0.8
     assert results[0][0] == results[1][0] and torch.equal(results[0][1], results[1][1])
 
 
@@ -74,7 +86,10 @@ def test_classifier_top1_counts_correct_predictions():
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))  # always predicts class 1
     images = torch.zeros(10, 3, 32, 32)
-    assert classifier_top1(model, images, torch.tensor([1] * 7 + [0] * 3), batch_size=4) == 0.7
+    assert (
+        classifier_top1(model, images, torch.tensor([1] * 7 + [0] * 3), batch_size=4)
+        == 0.7
+    )
 
 
 def _logit(p):
@@ -86,24 +101,30 @@ def test_trend_is_the_least_squares_line_on_logit_axes():
     trend = robustness_trend(original, shifted)
     x, y = [_logit(p) for p in original], [_logit(p) for p in shifted]
     mx, my = sum(x) / 3, sum(y) / 3
-    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum(
+        (a - mx) ** 2 for a in x
+    )
     assert trend.slope == pytest.approx(slope, rel=1e-12)
     assert trend.intercept == pytest.approx(my - slope * mx, rel=1e-12)
     expected = 1 / (1 + math.exp(-(slope * _logit(0.85) + my - slope * mx)))
     assert trend(0.85) == pytest.approx(expected, rel=1e-12)
-    # Models exactly on a line have no effective robustness; one above it has the distance.
+    # Models exactly on a line have no effective robustness; one above it has the
+    # distance.
     line = robustness_trend([0.5, 0.9], [0.2, 0.6])
     assert effective_robustness(0.5, 0.2, line) == pytest.approx(0.0, abs=1e-12)
     assert effective_robustness(0.9, 0.7, line) == pytest.approx(0.1, abs=1e-12)
 
 
-@pytest.mark.parametrize("original, shifted, match", [
-    ([0.5], [0.4], "at least 2"),
-    ([0.5, 0.6], [0.4], "original accuracies"),
-    ([0.5, 1.0], [0.4, 0.5], "strictly between"),
-    ([0.5, 0.6], [0.0, 0.5], "strictly between"),
-    ([0.7, 0.7], [0.4, 0.5], "same original accuracy"),
-])
+@pytest.mark.parametrize(
+    "original, shifted, match",
+    [
+        ([0.5], [0.4], "at least 2"),
+        ([0.5, 0.6], [0.4], "original accuracies"),
+        ([0.5, 1.0], [0.4, 0.5], "strictly between"),
+        ([0.5, 0.6], [0.0, 0.5], "strictly between"),
+        ([0.7, 0.7], [0.4, 0.5], "same original accuracy"),
+    ],
+)
 def test_trend_refuses_what_fixes_no_line(original, shifted, match):
     with pytest.raises(ValueError, match=match):
         robustness_trend(original, shifted)
