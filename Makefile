@@ -3,13 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# The CPU kernels the stored outputs were computed with (AVX2): on an AVX-512 machine the wider kernels add
-# in another order and the toy CLIP trains to other numbers (tests/conftest.py sets the same).
-export ATEN_CPU_CAPABILITY ?= avx2
-export MKL_ENABLE_INSTRUCTIONS ?= AVX2
-export ONEDNN_MAX_CPU_ISA ?= AVX2
+# The CPU kernels the stored outputs were computed with (AVX2) are set in one place,
+# tests/cpu_kernels.py, by every entry point that trains or executes chapters.
 
-.PHONY: setup book test test-fast browser benchmark clean student
+.PHONY: setup lint book test test-fast browser benchmark clean student
 
 setup: $(VENV)/.installed
 
@@ -19,6 +16,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -r requirements.txt
 	$(BIN)/pip install --no-deps -e .
 	touch $@
+
+# ruff: lint and format check (pyproject.toml); the first step of `make test`.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Notebooks render from their stored outputs (CI re-executes them under nbval); warnings are errors.
 book: setup
@@ -31,7 +33,7 @@ browser:
 
 # Unit, parity and property tests, every chapter under nbval (strict), and the built pages in a browser;
 # the 20 slowest tests are listed at the end, to keep an eye on the suite's time.
-test: book browser
+test: lint book browser
 	$(BIN)/python -m pytest tests chapters --nbval --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
 

@@ -7,9 +7,9 @@ features (so the timings compare the same computation), then times ``encode_imag
 ``encode_text`` in two precision modes:
 
 * ``autocast``: fp32 weights run under ``torch.autocast`` in the given dtype
-  (open_clip's ``amp`` evaluation);
+(open_clip's ``amp`` evaluation);
 * ``cast``: every weight cast to the dtype with ``model.to(dtype)`` (pure half-precision
-  inference).
+inference).
 
 Runs alternate between the two implementations (ABBA order), and each figure is the
 median over repeats. The ratio is clip_ref's throughput over open_clip's: above 1.0,

@@ -47,29 +47,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-for _name, _value in {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-}.items():  # before torch is imported (tests/conftest.py)
-    os.environ.setdefault(_name, _value)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from cpu_kernels import cap_cpu_kernels
+
+cap_cpu_kernels()  # before torch is imported
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from clip_ref import toy_data
 from clip_ref.evaluate import image_features
-from clip_ref.objectives import (
+from clip_ref.preprocess import normalize
+from clip_ref.probe import linear_probe, zero_shot_equivalent_k
+from clip_ref.tokenizer import tokenize
+from clip_ref.toy import PRESETS, toy_dataset, trained_toy_clip
+from clip_ref.toy import data as toy_data
+from clip_ref.toy.objectives import (
     BagOfWords,
     CaptionModel,
     Contrastive,
@@ -77,17 +77,13 @@ from clip_ref.objectives import (
     train_objective,
     vocabulary,
 )
-from clip_ref.preprocess import normalize
-from clip_ref.probe import linear_probe, zero_shot_equivalent_k
-from clip_ref.supervised import (
+from clip_ref.toy.supervised import (
     LabelClassifier,
     classifier_top1,
     effective_robustness,
     robustness_trend,
     train_classifier,
 )
-from clip_ref.tokenizer import tokenize
-from clip_ref.toy import PRESETS, toy_dataset, trained_toy_clip
 from clip_ref.train import TrainConfig
 from clip_ref.zeroshot import zero_shot_classifier
 
@@ -104,12 +100,12 @@ BUDGETS = (
 # Chapter 7: question -> (class names, the ToyCaptions attribute labelling it, prompts)
 QUESTIONS = {
     "colour": (
-        toy_data.COLOUR_CLASSNAMES,
+        toy_data.COLOURS,
         "colour_ids",
         [f"a {{}} {shape}" for shape in toy_data.SHAPES],
     ),
     "shape": (
-        toy_data.SHAPE_CLASSNAMES,
+        toy_data.SHAPES,
         "shape_ids",
         [f"a {colour} {{}}" for colour in toy_data.COLOURS],
     ),
@@ -117,9 +113,9 @@ QUESTIONS = {
 
 
 def labelled_images(seed, per_class, style="filled", shift=None):
-    """Chapter 9's labelled toy set (all 36 classes, about ``per_class`` each), also in
-    the robustness chapter's
-    styles and shifts: normalised images [N, 3, R, R] and labels [N]."""
+    """Chapter 9's labelled toy set (all 36 classes, about ``per_class`` each), also
+    in the robustness chapter's styles and shifts: normalised images [N, 3, R, R] and
+    labels [N]."""
     parts = [
         toy_data.ToyCaptions(
             split, size=n * per_class, seed=seed, style=style, shift=shift
@@ -132,10 +128,9 @@ def labelled_images(seed, per_class, style="filled", shift=None):
 
 
 def prompt_findings(model, device) -> dict:
-    """Chapter 7's one-word labels: per question, top-1 on held-out (and seen) images of
-    the bare label, "a {}",
-    the best single template (chosen on other seen images) and the ensemble, with
-    paired counts."""
+    """Chapter 7's one-word labels: per question, top-1 on held-out (and seen) images
+    of the bare label, "a {}", the best single template (chosen on other seen images)
+    and the ensemble, with paired counts."""
     drawing = dict(
         resolution=model.config.image_resolution,
         context_length=model.config.context_length,
@@ -212,7 +207,7 @@ def prompt_findings(model, device) -> dict:
     ):
         W = zero_shot_classifier(
             model,
-            toy_data.SHAPE_CLASSNAMES,
+            toy_data.SHAPES,
             [toy_data.prompt_template(t) for t in templates],
             device=device,
             progress=False,
@@ -223,9 +218,9 @@ def prompt_findings(model, device) -> dict:
                 where: (predicted[(shape_ids != x) & mask] == x).float().mean().item()
                 for where, mask in (("centre", centre), ("elsewhere", ~centre))
             }
-            for x, label in enumerate(toy_data.SHAPE_CLASSNAMES)
+            for x, label in enumerate(toy_data.SHAPES)
         }
-    # The issue's three figures are the shape question's, whose labels hold the
+    # The three headline figures are the shape question's, whose labels hold the
     # ambiguous word; the colour question is kept beside them.
     return {
         key: found["shape"][key] for key in ("bare_label", "best_template", "ensemble")
@@ -294,8 +289,8 @@ def probe_findings(model, device) -> dict:
 
 def efficiency_findings() -> dict:
     """The objectives chapter: three objectives, 600 steps of 128 pairs each, on the
-    varied captions and on
-    one caption per class; zero-shot top-1 on the seen combinations every 75 steps."""
+    varied captions and on one caption per class; zero-shot top-1 on the seen
+    combinations every 75 steps."""
     run = PRESETS["toy"]
     seen, heldout = toy_dataset(run, "seen"), toy_dataset(run, "heldout")
     prompts = tokenize(
@@ -318,10 +313,9 @@ def efficiency_findings() -> dict:
         )
 
     def train_three(pairs, seed, curves):
-        """The three objectives trained on ``pairs`` with ``seed`` (initial weights and
-        batch order), as the
-        chapter trains them: name -> (model, curve on the seen combinations, empty
-        without ``curves``)."""
+        """The three objectives trained on ``pairs`` with ``seed`` (initial weights
+        and batch order), as the chapter trains them: name -> (model, curve on the
+        seen combinations, empty without ``curves``)."""
         vocab = vocabulary(torch.cat([pairs.tokens, prompts]))
         trained = {}
         for name, make in (
@@ -394,9 +388,8 @@ def efficiency_findings() -> dict:
 
 def robustness_findings(model, device) -> dict:
     """The robustness chapter: five shifts of chapter 9's test set; zero-shot CLIP, a
-    linear probe and
-    supervised models of four budgets; effective robustness against the supervised
-    models' trend."""
+    linear probe and supervised models of four budgets; effective robustness against
+    the supervised models' trend."""
 
     def clip_features(images):
         data = TensorDataset(images, torch.zeros(len(images), dtype=torch.long))

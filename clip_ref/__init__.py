@@ -5,28 +5,31 @@ Supervision". The public API mirrors OpenAI's ``clip`` module: ``available_model
 ``load``, ``tokenize``, ``build_model``, plus the model classes, the contrastive loss
 and zero-shot helpers.
 
-Modules, in the order data flows (lower modules never import higher ones): tokenizer,
-preprocess -> captions, layers -> resnet, vit -> config, model -> checkpoint, download,
-loading -> loss, evaluate, retrieval, probe -> zeroshot -> toy_data, train -> toy,
-supervised, objectives. (``notebook`` holds the chapters' helpers.)
+Two layers. The reference, these modules, in the order data flows (a module imports
+only modules before it):
+
+    tokenizer, preprocess, device -> layers -> resnet, vit -> config -> model
+    -> checkpoint, download, loading -> loss, evaluate, retrieval, probe, captions
+    -> zeroshot, imagenet -> training_run -> train -> finetune
+
+and the book's teaching machinery, :mod:`clip_ref.toy` (the toy world and its runs,
+the Figure 2 objectives, the supervised baselines, the notebook helpers), which imports
+the reference and is never imported by it. ``import clip_ref`` does not load it.
+:mod:`clip_ref.cli` (``python -m clip_ref.train``) sits above both.
 """
 
 __version__ = "0.1.0"
 
-from . import notebook
 from .captions import CSVCaptions
 from .checkpoint import read_state_dict
 from .config import (
+    RELEASED,
     CLIPConfig,
     StateDictMismatchError,
     available_models,
     config_from_state_dict,
 )
-
-# the module clip_ref.download also holds download(url, sha256)
-from .download import (
-    download_weights,
-)
+from .download import download_weights
 from .imagenet import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_7
 from .layers import LayerNorm, QuickGELU, ResidualAttentionBlock, Transformer
 from .loading import load
@@ -39,13 +42,57 @@ from .preprocess import (
     Preprocess,
     load_image,
     normalize,
-    transform,
 )
 from .probe import LinearProbe, linear_probe, zero_shot_equivalent_k
 from .resnet import AttentionPool2d, Bottleneck, ModifiedResNet
 from .retrieval import retrieval_recall
-from .tokenizer import Tokenizer, get_tokenizer, tokenize
+from .tokenizer import EOT_TOKEN_ID, SOT_TOKEN_ID, Tokenizer, get_tokenizer, tokenize
 from .vit import VisionTransformer, resize_positional_embedding, resize_state_dict
+
+__all__ = [
+    "CLIP",
+    "EOT_TOKEN_ID",
+    "IMAGENET_CLASSNAMES",
+    "IMAGENET_TEMPLATES",
+    "IMAGENET_TEMPLATES_7",
+    "IMAGE_MEAN",
+    "IMAGE_STD",
+    "MAX_ASPECT_RATIO",
+    "RELEASED",
+    "SOT_TOKEN_ID",
+    "AttentionPool2d",
+    "Bottleneck",
+    "CLIPConfig",
+    "CSVCaptions",
+    "LayerNorm",
+    "LinearProbe",
+    "ModifiedResNet",
+    "Preprocess",
+    "QuickGELU",
+    "ResidualAttentionBlock",
+    "StateDictMismatchError",
+    "Tokenizer",
+    "Transformer",
+    "VisionTransformer",
+    "available_models",
+    "build_model",
+    "config_from_state_dict",
+    "contrastive_loss",
+    "convert_weights",
+    "download_weights",
+    "get_tokenizer",
+    "linear_probe",
+    "load",
+    "load_image",
+    "normalize",
+    "read_state_dict",
+    "resize_positional_embedding",
+    "resize_state_dict",
+    "retrieval_recall",
+    "tokenize",
+    "zero_shot_classifier",
+    "zero_shot_equivalent_k",
+]
 
 
 def __getattr__(name):

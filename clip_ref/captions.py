@@ -28,7 +28,7 @@ long and their first words are usually the informative ones, so cutting them is 
 useful default for training; for a query you type, ``clip_ref.tokenize`` raises instead,
 because there a silently shortened text would be a surprise.
 
-Images go through the model's own preprocessing (``clip_ref.transform`` at its input
+Images go through the model's own preprocessing (``clip_ref.Preprocess`` at its input
 resolution): the deterministic resize and centre crop the released models were evaluated
 with; there is no augmentation.
 
@@ -61,7 +61,7 @@ class CSVCaptions(torch.utils.data.Dataset):
         and ``caption``. preprocess: image (a path) -> tensor [3, R, R]; the model's
         own, e.g. the second value that
             ``clip_ref.load`` returns, or
-            ``clip_ref.transform(model.visual.input_resolution)``.
+            ``clip_ref.Preprocess(model.visual.input_resolution)``.
         context_length: L, the model's (``model.context_length``; 77 for the released
         models). truncate: cut captions longer than L tokens (with a warning) instead of
         raising ValueError. delimiter: the column separator, ``","``; open_clip's own

@@ -75,54 +75,97 @@ class CLIPConfig:
         """The configuration of a released model, e.g.
         ``CLIPConfig.from_name("ViT-B/32")``."""
         try:
-            return RELEASED_CONFIGS[name]
+            return RELEASED[name].config
         except KeyError:
             raise ValueError(
                 f"unknown model {name!r}; available models: {available_models()}"
             ) from None
 
 
+# OpenAI's files live at {_OPENAI_URL}/{sha256}/{filename}.
+_OPENAI_URL = "https://openaipublic.azureedge.net/clip/models"
+
+
+@dataclass(frozen=True)
+class ReleasedModel:
+    """One of the nine released models: its architecture, OpenAI's file and open_clip's
+    Hugging Face mirror of it (which holds the same tensors as safetensors)."""
+
+    name: str  # e.g. "ViT-B/32"
+    config: CLIPConfig
+    sha256: str  # of OpenAI's file; also the folder in its address
+    hf_repo: str
+    url: str = ""  # OpenAI's address; derived from the name and checksum when empty
+
+    def __post_init__(self):
+        if not self.url:
+            object.__setattr__(
+                self, "url", f"{_OPENAI_URL}/{self.sha256}/{self.filename}"
+            )
+
+    @property
+    def filename(self) -> str:
+        """The file's name, e.g. ViT-L/14@336px -> ViT-L-14-336px.pt"""
+        return self.name.replace("/", "-").replace("@", "-") + ".pt"
+
+
 def _released(
-    embed_dim: int,
-    resolution: int,
-    layers,
-    width: int,
-    patch: int | None,
-    text_width: int,
-    text_heads: int,
-) -> CLIPConfig:
-    # Every released text encoder has 12 layers (paper, Table 19 and 20 of the
-    # appendix).
-    return CLIPConfig(
-        embed_dim=embed_dim,
-        image_resolution=resolution,
+    name, E, R, layers, width, P, text_width, sha256, hf_repo
+) -> ReleasedModel:
+    # Every released text encoder has 12 layers of 64-channel heads (paper, Tables 19
+    # and 20 of the appendix).
+    config = CLIPConfig(
+        embed_dim=E,
+        image_resolution=R,
         vision_layers=layers,
         vision_width=width,
-        vision_patch_size=patch,
+        vision_patch_size=P,
         transformer_width=text_width,
-        transformer_heads=text_heads,
+        transformer_heads=text_width // 64,
         transformer_layers=12,
     )
+    return ReleasedModel(name, config, sha256, f"timm/{hf_repo}.openai")
 
 
-RELEASED_CONFIGS = {
-    #                              E   R    vision layers     width  P     text D  H
-    "RN50": _released(1024, 224, (3, 4, 6, 3), 64, None, 512, 8),
-    "RN101": _released(512, 224, (3, 4, 23, 3), 64, None, 512, 8),
-    "RN50x4": _released(640, 288, (4, 6, 10, 6), 80, None, 640, 10),
-    "RN50x16": _released(768, 384, (6, 8, 18, 8), 96, None, 768, 12),
-    "RN50x64": _released(1024, 448, (3, 15, 36, 10), 128, None, 1024, 16),
-    "ViT-B/32": _released(512, 224, 12, 768, 32, 512, 8),
-    "ViT-B/16": _released(512, 224, 12, 768, 16, 512, 8),
-    "ViT-L/14": _released(768, 224, 24, 1024, 14, 768, 12),
-    "ViT-L/14@336px": _released(768, 336, 24, 1024, 14, 768, 12),
-}
+# The one registry of the released models: name, architecture, checksum, mirror.
+# fmt: off
+RELEASED = {r.name: r for r in [
+    #          name        E     R    vision layers    width  P   text D
+    _released("RN50", 1024, 224, (3, 4, 6, 3), 64, None, 512,
+              "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
+              "resnet50_clip"),
+    _released("RN101", 512, 224, (3, 4, 23, 3), 64, None, 512,
+              "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599",
+              "resnet101_clip"),
+    _released("RN50x4", 640, 288, (4, 6, 10, 6), 80, None, 640,
+              "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd",
+              "resnet50x4_clip"),
+    _released("RN50x16", 768, 384, (6, 8, 18, 8), 96, None, 768,
+              "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
+              "resnet50x16_clip"),
+    _released("RN50x64", 1024, 448, (3, 15, 36, 10), 128, None, 1024,
+              "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
+              "resnet50x64_clip"),
+    _released("ViT-B/32", 512, 224, 12, 768, 32, 512,
+              "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+              "vit_base_patch32_clip_224"),
+    _released("ViT-B/16", 512, 224, 12, 768, 16, 512,
+              "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+              "vit_base_patch16_clip_224"),
+    _released("ViT-L/14", 768, 224, 24, 1024, 14, 768,
+              "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+              "vit_large_patch14_clip_224"),
+    _released("ViT-L/14@336px", 768, 336, 24, 1024, 14, 768,
+              "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+              "vit_large_patch14_clip_336"),
+]}
+# fmt: on
 
 
 def available_models() -> list:
     """Names of the nine models OpenAI released, as accepted by
     ``CLIPConfig.from_name`` and ``load``."""
-    return list(RELEASED_CONFIGS)
+    return list(RELEASED)
 
 
 # Entries of OpenAI's archives that describe the model but are not parameters (see

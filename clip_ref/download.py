@@ -12,11 +12,11 @@ that checksum:
   verified, so an interrupted or concurrent download never leaves a half-written file
   under the real name;
 - a cached file is reused only after its checksum is verified; a corrupt one is deleted
-  and fetched again;
+and fetched again;
 - connection errors, timeouts, HTTP 5xx/429 and truncated transfers are retried with
-  exponential backoff;
+exponential backoff;
 - a checksum mismatch deletes the download and raises :class:`ChecksumError`, saying
-  what to do;
+what to do;
 - offline mode (``offline=True`` or ``CLIP_REF_OFFLINE=1``) never touches the network
   and raises :class:`OfflineError` naming the missing file and where it was expected.
 
@@ -46,16 +46,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import ReleasedModel
 
 __all__ = [
     "CACHE_ENV",
     "OFFLINE_ENV",
-    "RELEASED",
     "ChecksumError",
     "DownloadError",
     "OfflineError",
-    "ReleasedWeights",
     "cache_dir",
     "download",
     "download_weights",
@@ -65,7 +66,6 @@ __all__ = [
 
 CACHE_ENV = "CLIP_REF_CACHE"
 OFFLINE_ENV = "CLIP_REF_OFFLINE"
-_OPENAI_URL = "https://openaipublic.azureedge.net/clip/models"
 HF_FILENAME = "open_clip_model.safetensors"
 
 
@@ -80,78 +80,6 @@ class ChecksumError(DownloadError):
 
 class OfflineError(DownloadError, FileNotFoundError):
     """Offline mode is on and the file is not in the cache."""
-
-
-@dataclass(frozen=True)
-class ReleasedWeights:
-    """Where one released model lives: OpenAI's file and open_clip's Hugging Face
-    mirror of it."""
-
-    name: str  # e.g. "ViT-B/32"
-    filename: str  # the cached file's name, e.g. "ViT-B-32.pt"
-    sha256: str  # of OpenAI's file; also the folder in its address
-    url: str
-    hf_repo: str  # holds HF_FILENAME, the same tensors as safetensors
-
-
-def _release(name: str, sha256: str, hf_repo: str) -> ReleasedWeights:
-    # ViT-L/14@336px -> ViT-L-14-336px.pt
-    filename = name.replace("/", "-").replace("@", "-") + ".pt"
-    return ReleasedWeights(
-        name, filename, sha256, f"{_OPENAI_URL}/{sha256}/{filename}", hf_repo
-    )
-
-
-RELEASED = {
-    r.name: r
-    for r in [
-        _release(
-            "RN50",
-            "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
-            "timm/resnet50_clip.openai",
-        ),
-        _release(
-            "RN101",
-            "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599",
-            "timm/resnet101_clip.openai",
-        ),
-        _release(
-            "RN50x4",
-            "7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd",
-            "timm/resnet50x4_clip.openai",
-        ),
-        _release(
-            "RN50x16",
-            "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
-            "timm/resnet50x16_clip.openai",
-        ),
-        _release(
-            "RN50x64",
-            "be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c",
-            "timm/resnet50x64_clip.openai",
-        ),
-        _release(
-            "ViT-B/32",
-            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
-            "timm/vit_base_patch32_clip_224.openai",
-        ),
-        _release(
-            "ViT-B/16",
-            "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
-            "timm/vit_base_patch16_clip_224.openai",
-        ),
-        _release(
-            "ViT-L/14",
-            "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
-            "timm/vit_large_patch14_clip_224.openai",
-        ),
-        _release(
-            "ViT-L/14@336px",
-            "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
-            "timm/vit_large_patch14_clip_336.openai",
-        ),
-    ]
-}
 
 
 def cache_dir(root=None) -> str:
@@ -287,7 +215,7 @@ def download(
 
 
 def _how_to_fetch(url: str, target: str) -> str:
-    release = next((r for r in RELEASED.values() if r.url == url), None)
+    release = next((r for r in _registry().values() if r.url == url), None)
     command = (
         'python -c "import clip_ref; '
         f"clip_ref.download_weights({release.name!r}, root='DIR')\""
@@ -372,12 +300,27 @@ def _remove(path: str) -> None:
 # Released models by name
 
 
-def _release_named(name: str) -> ReleasedWeights:
+def _registry() -> dict[str, ReleasedModel]:
+    # The registry (clip_ref.config) is imported on first use, not with this module:
+    # downloading needs only the standard library and tqdm, so this file also works
+    # alone (``clip_ref.download.RELEASED`` is the same dict).
+    from .config import RELEASED
+
+    return RELEASED
+
+
+def __getattr__(name):
+    if name == "RELEASED":
+        return _registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _release_named(name: str) -> ReleasedModel:
     try:
-        return RELEASED[name]
+        return _registry()[name]
     except KeyError:
         raise ValueError(
-            f"unknown model {name!r}; released models: {list(RELEASED)}"
+            f"unknown model {name!r}; released models: {list(_registry())}"
         ) from None
 
 
@@ -439,7 +382,7 @@ def _hub_installed() -> bool:
     return importlib.util.find_spec("huggingface_hub") is not None
 
 
-def _download_hf(release: ReleasedWeights, root, offline: bool) -> str:
+def _download_hf(release: ReleasedModel, root, offline: bool) -> str:
     """open_clip's safetensors mirror of ``release``, via ``huggingface_hub`` (which
     shows its own progress)."""
     try:

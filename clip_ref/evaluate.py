@@ -82,10 +82,11 @@ def image_features(
 
     Args:
         data: a ``Dataset`` (batched here, in order, with ``workers`` loader processes)
-        or a ready ``DataLoader``. device: defaults to the model's device. amp: run the
-        encoder under ``torch.autocast`` in float16; defaults to True on CUDA, False
-        elsewhere.
-            (Released weights converted to fp16 run in fp16 either way.)
+        or a ready ``DataLoader``.
+        device: defaults to the model's device.
+        amp: run the encoder under ``torch.autocast`` in float16; defaults to True on
+            CUDA, False elsewhere. (Released weights converted to fp16 run in fp16
+            either way.)
         progress: show a progress bar over the images.
     """
     device = (

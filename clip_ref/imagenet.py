@@ -15,7 +15,7 @@ so a typo here cannot go unnoticed.
   zero-shot classification: the two columns of the classifier are identical, and
   ``argmax`` picks the lower index.
 * ``IMAGENET_TEMPLATES``: the 80 templates of the ensemble, each with exactly one ``{}``
-  for the name.
+for the name.
 * ``IMAGENET_TEMPLATES_7``: the 7 templates OpenAI's notebook reports finding by forward
   selection over the 80. Every one is a member of the 80 (including the trailing full
   stop).

@@ -18,9 +18,10 @@ from collections.abc import Callable
 import torch
 
 from .checkpoint import read_state_dict
+from .device import default_device
 from .download import RELEASED, download_weights
 from .model import CLIP, build_model, convert_weights
-from .preprocess import transform
+from .preprocess import Preprocess
 
 __all__ = ["load"]
 
@@ -38,10 +39,9 @@ def load(
 
     Args:
         name_or_path: a released model name (``clip_ref.available_models()``, e.g.
-        ``"ViT-B/32"``), or the
-            path of a local checkpoint: OpenAI's TorchScript ``.pt`` archive,
-            open_clip's safetensors mirror of it, or a ``torch.save`` state dict with
-            OpenAI's key names.
+            ``"ViT-B/32"``), or the path of a local checkpoint: OpenAI's TorchScript
+            ``.pt`` archive, open_clip's safetensors mirror of it, or a ``torch.save``
+            state dict with OpenAI's key names.
         device: where to put the model; CUDA if available, else the CPU.
         download_root: cache directory for downloads (default ``$CLIP_REF_CACHE``, else
             ``~/.cache/clip_ref``).
@@ -58,15 +58,15 @@ def load(
     Precision: the fp16 model that CUDA gets is for inference, not for training. Its
     convolutions, linear layers and projections are fp16
     (:func:`clip_ref.model.convert_weights`; embeddings and normalisation layers stay
-    fp32), which halves memory and runs fast, but Adam cannot step fp16 weights: its
-    epsilon (1e-8 by default) is 0 in fp16, so every weight whose gradient is exactly
-    zero (and fp16 gradients round to zero easily) gets the update 0/0 = NaN at the
-    first step, and updates smaller than a weight's fp16 spacing are rounded away. To
-    fine-tune, keep fp32 master weights and let autocast compute in half precision::
+    fp32), which halves memory and runs fast, but Adam cannot step fp16
+    weights: its epsilon (1e-8 by default) is 0 in fp16, so every weight whose gradient
+    is exactly zero (and fp16 gradients round to zero easily) gets the update 0/0 = NaN
+    at the first step, and updates smaller than a weight's fp16 spacing are rounded
+    away. To fine-tune, keep fp32 master weights and let autocast compute in half
+    precision::
 
-        model, preprocess = load("ViT-B/32", device="cpu")   # fp32 master weights model
-        = model.cuda().train()                         # still fp32; wrap the forward in
-        torch.autocast
+        model, preprocess = load("ViT-B/32", device="cpu")  # fp32 master weights
+        model = model.cuda().train()   # still fp32; wrap the forward in torch.autocast
 
     (or ``model.float()`` on the fp16 model: OpenAI's files store these weights in fp16,
     so nothing is lost either way), which is what ``python -m clip_ref.train --init
@@ -75,15 +75,13 @@ def load(
     version of many CPU kernels ("not implemented for 'Half'"), and fp16 brings a CPU
     little speed.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else default_device()
     path = _locate(name_or_path, download_root, source, offline, progress)
     model = build_model(read_state_dict(path)).to(device)
     if device.type == "cuda":
         # the heavy weights in fp16, as OpenAI's release runs on GPUs
         convert_weights(model)
-    return model.eval(), transform(model.visual.input_resolution)
+    return model.eval(), Preprocess(model.visual.input_resolution)
 
 
 def _locate(name_or_path, download_root, source, offline, progress) -> str:

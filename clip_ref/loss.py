@@ -84,9 +84,8 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 
 def _check_logit_scale(logit_scale: torch.Tensor | float) -> torch.Tensor | float:
     """Refuse a multiplier that is not positive or exceeds 100: it means the raw
-    log-parameter was passed,
-    or the clamp was forgotten, and training would go on silently with the wrong
-    objective.
+    log-parameter was passed, or the clamp was forgotten, and training would go on
+    silently with the wrong objective.
 
     Checking a value means reading it. For a Python number or a CPU tensor that is free;
     for a tensor on a GPU it would wait for the GPU on every training step, so there
@@ -197,21 +196,20 @@ def contrastive_loss(
 
     Args:
         image_features: (N, E) image embeddings, row ``i`` paired with row ``i`` of
-        ``text_features``.
-            They need not be normalised: the loss L2-normalises both.
-        text_features: (N, E) text embeddings. logit_scale: the multiplier of the
-        logits, ``model.logit_scale.exp()`` (a tensor, to learn it),
-            positive and at most 100 (``MAX_LOGIT_SCALE``; the training loop clamps it).
-            A non-positive, non-finite or larger value raises ``ValueError``: it signals
-            the raw log-parameter or a missing clamp, which would train silently with
-            the wrong objective.
+            ``text_features``. They need not be normalised: the loss L2-normalises both.
+        text_features: (N, E) text embeddings.
+        logit_scale: the multiplier of the logits, ``model.logit_scale.exp()`` (a
+            tensor, to learn it), positive and at most 100 (``MAX_LOGIT_SCALE``; the
+            training loop clamps it). A non-positive, non-finite or larger value raises
+            ``ValueError``: it signals the raw log-parameter or a missing clamp, which
+            would train silently with the wrong objective.
         distributed: the N rows are this process's share of a batch split over a
-        ``torch.distributed``
-            process group. Embeddings are all-gathered with gradients and the returned
-            loss is this process's share; the mean over processes (as
-            DistributedDataParallel takes of gradients) equals the single-process loss
-            on the whole batch. Every process must hold the same number of pairs (check
-            it once with :func:`check_equal_batches`; it is not checked on every call).
+            ``torch.distributed`` process group. Embeddings are all-gathered with
+            gradients and the returned loss is this process's share; the mean over
+            processes (as DistributedDataParallel takes of gradients) equals the
+            single-process loss on the whole batch. Every process must hold the same
+            number of pairs (check it once with :func:`check_equal_batches`; it is not
+            checked on every call).
 
     Returns:
         The scalar loss, mean of the image-to-text and text-to-image cross-entropies.

@@ -118,8 +118,8 @@ class CLIP(nn.Module):
         return self.visual.conv1.weight.dtype
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, R, R], normalised as by
-        :func:`clip_ref.preprocess.transform` -> features [B, E]."""
+        """Images [B, 3, R, R], normalised as by :class:`clip_ref.Preprocess` ->
+        features [B, E]."""
         resolution = self.visual.input_resolution
         if image.ndim != 4 or tuple(image.shape[1:]) != (3, resolution, resolution):
             raise ValueError(

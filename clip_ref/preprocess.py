@@ -20,39 +20,34 @@ opened and calls ``convert("RGB")`` at the end, which silently gives wrong pictu
 some of them. Here every Pillow mode either becomes the picture a person would see, or
 raises a clear error:
 
-=====================  ====================================================
-========================== Pillow mode            what happens here
-OpenAI's pipeline =====================
-====================================================  ========================== RGB, L
-used as is (identical output)                          same RGB/L with a colour    made
-transparent, then composited onto white           key colour kept key ("transparency")
-RGBA, LA, PA, RGBa,    composited onto a white background before resizing    alpha
-dropped: transparent La
-areas show whatever colour
-                                                                              is stored
-                                                                              under them
-                                                                              (often
-                                                                              black)
-P (palette)            expanded to RGB (or RGBA when it has transparency,     resized
-with nearest
-                       then as above) *before* resizing                       neighbour
-                       (Pillow's rule
-                                                                              for "P"),
-                                                                              expanded
-                                                                              after
-1 (bilevel)            expanded to L (0 or 255) before bicubic resizing       nearest
-neighbour CMYK, YCbCr, LAB,      Pillow's ``convert("RGB")`` (no ICC colour
-same HSV, RGBX              management, like OpenAI) I;16, I;16L, I;16B,    16-bit grey,
-scaled to 8 bits: round(v / 257)          clipped at 255, so nearly I;16N
-everything turns white I (32-bit integer)     read as 16-bit grey (0..65535, which is
-how Pillow     clipped at 255
-                       stores 16-bit PGM files) and scaled like I;16.
-                       ValueError if a value is negative or above 65535, or
-                       if all values are <= 255 (8- and 16-bit data cannot
-                       be told apart)
-F (32-bit float)       ValueError: floats have no agreed range                clipped at
-255 =====================  ====================================================
-==========================
+================  ========================================  ============================
+Pillow mode       what happens here                         OpenAI's pipeline
+================  ========================================  ============================
+RGB, L            used as is (identical output)             same
+RGB/L with a      made transparent, then composited onto    key colour kept
+colour key        white
+("transparency")
+RGBA, LA, PA,     composited onto a white background        alpha dropped: transparent
+RGBa, La          before resizing                           areas show whatever colour
+                                                            is stored under them (often
+                                                            black)
+P (palette)       expanded to RGB (or RGBA when it has      resized with nearest
+                  transparency, then as above) *before*     neighbour (Pillow's rule for
+                  resizing                                  "P"), expanded after
+1 (bilevel)       expanded to L (0 or 255) before bicubic   nearest neighbour
+                  resizing
+CMYK, YCbCr,      Pillow's ``convert("RGB")`` (no ICC       same
+LAB, HSV, RGBX    colour management, like OpenAI)
+I;16, I;16L,      16-bit grey, scaled to 8 bits: round(v /  clipped at 255, so nearly
+I;16B, I;16N      257)                                      everything turns white
+I (32-bit         read as 16-bit grey (0..65535, which is   clipped at 255
+integer)          how Pillow stores 16-bit PGM files) and
+                  scaled like I;16. ValueError if a value
+                  is negative or above 65535, or if all
+                  values are <= 255 (8- and 16-bit data
+                  cannot be told apart)
+F (32-bit float)  ValueError: floats have no agreed range   clipped at 255
+================  ========================================  ============================
 
 Other decisions, also deliberate differences from OpenAI's pipeline:
 
@@ -96,7 +91,6 @@ __all__ = [
     "normalize",
     "prepare_image",
     "resize_and_center_crop",
-    "transform",
 ]
 
 # Per-channel (R, G, B) mean and standard deviation of CLIP's training images, on the
@@ -337,9 +331,3 @@ class Preprocess:
         ]
         lines = "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1))
         return f"Preprocess(n_px={n})\n{lines}"
-
-
-def transform(n_px: int) -> Preprocess:
-    """The preprocessing for a model whose input is n_px x n_px (like OpenAI's
-    ``preprocess``)."""
-    return Preprocess(n_px)

@@ -16,8 +16,8 @@ The paper fits its probes with scikit-learn's L-BFGS logistic regression (append
 This module solves the same problem in torch: with ``l2`` given, :func:`linear_probe`
 minimises over ``weight [C, E]`` and ``bias [C]``
 
-    sum_n cross_entropy(features[n] @ weight.T + bias, labels[n]) + l2 / 2 *
-    ||weight||^2
+    sum_n cross_entropy(features[n] @ weight.T + bias, labels[n])
+        + l2 / 2 * ||weight||^2
 
 (multinomial, bias not penalised), which is
 ``sklearn.linear_model.LogisticRegression(C=1 / l2)`` for three or more classes. (For
@@ -313,7 +313,7 @@ def zero_shot_equivalent_k(
       ``k = k_i * (k_{i+1} / k_i) ** ((zero_shot - a_i) / (a_{i+1} - a_i))``;
     * equal to the first probe's accuracy: ``k_values[0]``;
     * below it (even the smallest probe beats zero-shot): ``0.0``, meaning "fewer than
-      ``k_values[0]``";
+    ``k_values[0]``";
     * above every probe (zero-shot beats them all): ``math.inf``.
     """
     k = [float(v) for v in k_values]

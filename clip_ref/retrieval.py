@@ -10,9 +10,9 @@ benchmarks have several captions per image (five, mostly), which sets how a hit 
 counted in each direction:
 
 - text -> image: each caption is a query, and it has one right image, the one it
-  describes;
+describes;
 - image -> text: each image is a query, and a hit is ANY of its captions among the top K
-  texts.
+texts.
 
 Shapes: B images, B' texts (captions), E embedding dim.
 """
@@ -40,9 +40,9 @@ def retrieval_recall(
 
     Args:
         image_features: [B, E], one row per image (the search gallery for text queries).
-        text_features: [B', E], one row per caption. text_to_image: [B'] integers;
-        ``text_to_image[t]`` is the index of the image that caption ``t``
-            describes. An image may have several captions, or none.
+        text_features: [B', E], one row per caption.
+        text_to_image: [B'] integers; ``text_to_image[t]`` is the index of the image
+            that caption ``t`` describes. An image may have several captions, or none.
         ks: the K values, positive integers.
 
     Returns:
@@ -50,8 +50,8 @@ def retrieval_recall(
         floats in [0, 1]. text -> image: the share of captions whose image is among the
         k images most similar to them. image -> text: the share of images with at least
         one of their captions among the k most similar captions. Images without a
-        caption have no right answer: they are left out of the image -> text queries but
-        stay in the gallery that captions search, as distractors.
+        caption have no right answer: they are left out of the image -> text queries
+        but stay in the gallery that captions search, as distractors.
 
     Similarity is cosine (both sides are normalised, in fp32). A query counts as a hit
     at k when fewer than k candidates are strictly more similar than its best right

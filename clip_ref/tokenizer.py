@@ -15,7 +15,7 @@ tensors that :meth:`CLIP.encode_text` consumes, id for id as OpenAI's tokenizer 
 4. :meth:`Tokenizer.bpe`: apply the learned merges, lowest rank first
    (:meth:`Tokenizer.bpe_steps` shows every step), then look up the ids.
 5. :meth:`Tokenizer.tokenize`: add ``<|startoftext|>`` and ``<|endoftext|>``, pad with 0
-   to the context.
+to the context.
 
 Why these choices:
 
@@ -68,6 +68,9 @@ END_OF_WORD = "</w>"
 CONTEXT_LENGTH = 77
 NUM_MERGES = 48_894  # 49,408 - 256 - 256 - 2
 VOCAB_SIZE = 49_408
+# The special tokens come last in the vocabulary; padding is id 0.
+SOT_TOKEN_ID = VOCAB_SIZE - 2  # 49,406
+EOT_TOKEN_ID = VOCAB_SIZE - 1  # 49,407
 MERGES_FILE = "bpe_simple_vocab_16e6.txt.gz"
 
 # Pre-tokens, tried left to right at each position; whitespace matches nothing and is
@@ -385,7 +388,8 @@ class Tokenizer:
 
         Args:
             texts: one string, or a list or tuple of strings (N = 1 for a single
-            string). context_length: row length; every released CLIP model uses 77.
+            string).
+            context_length: row length; every released CLIP model uses 77.
             truncate: cut texts that are too long instead of raising.
         """
         texts = _as_text_list(texts)

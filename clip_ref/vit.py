@@ -115,7 +115,7 @@ def resize_state_dict(state_dict: Mapping[str, torch.Tensor], resolution: int) -
     side G = R / P); it is resized with :func:`resize_positional_embedding`, and
     OpenAI's ``input_resolution`` entry, if present, is updated. Everything else is
     shared, unchanged, with ``state_dict``, which is left untouched. Pair the model with
-    ``clip_ref.transform(resolution)``. The resized model works at once, somewhat worse
+    ``clip_ref.Preprocess(resolution)``. The resized model works at once, somewhat worse
     than at its own resolution; the paper's 336-pixel ViT-L/14 was trained further after
     this step.
     """

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .device import default_device
 from .evaluate import Features, accuracy, image_features, image_folder
 from .imagenet import IMAGENET_CLASSNAMES, TEMPLATE_SETS
 from .loading import load
@@ -100,16 +101,16 @@ def zero_shot_classifier(
 
     Args:
         model: a CLIP model (anything with ``encode_text`` and OpenAI's
-        ``positional_embedding``). classnames: the C class names, in the order of the
-        dataset's class indices. templates: K prompt templates, each a string with
-        exactly one ``{}`` for the class name
-            (``"a photo of a {}."``), or a callable ``f(classname) -> str``. Use
-            ``["{}"]`` for the bare class name.
+        ``positional_embedding``).
+        classnames: the C class names, in the order of the dataset's class indices.
+        templates: K prompt templates, each a string with exactly one ``{}`` for the
+            class name (``"a photo of a {}."``), or a callable ``f(classname) -> str``.
+            Use ``["{}"]`` for the bare class name.
         batch_size: how many classes to embed per forward pass (each class contributes K
-        captions,
-            so a batch holds ``batch_size * K`` captions).
+            captions, so a batch holds ``batch_size * K`` captions).
         device: where the captions are encoded and the result is returned; defaults to
-        the model's device. progress: show a progress bar over the classes.
+        the model's device.
+        progress: show a progress bar over the classes.
 
     Returns:
         ``W [E, C]`` in float32: column c is the normalised mean of the normalised
@@ -118,8 +119,8 @@ def zero_shot_classifier(
 
     Raises:
         ValueError: an empty list, a malformed template (named in the message), or a
-        caption too long
-            for the model's context (raised by the tokenizer, naming the text).
+            caption too long for the model's context (raised by the tokenizer, naming
+            the text).
     """
     if isinstance(classnames, str) or isinstance(templates, str):
         raise TypeError(
@@ -207,9 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    parser.add_argument(
-        "--device", default="cuda" if torch.cuda.is_available() else "cpu"
-    )
+    parser.add_argument("--device", default=str(default_device()))
     parser.add_argument(
         "--no-progress", action="store_true", help="hide the progress bars"
     )

@@ -1,29 +1,20 @@
-"""Shared test set-up: the CPU kernels the stored outputs were computed with, and the
-same global torch
-state at the start of every test, whatever ran before it.
-
-The chapters' stored outputs (and the toy models behind them) were computed with
-PyTorch's AVX2 kernels. On a CPU with AVX-512, PyTorch, MKL and oneDNN pick wider
-kernels that add in another order: the toy CLIP then trains to 90.5% instead of 90.3%,
-and strict nbval fails. Capping the kernels at AVX2 here, before torch is imported, and
-in the environment the notebook kernels inherit, gives the stored numbers on either kind
-of machine (and costs nothing measurable on the toy training). The Makefile sets the
-same.
+"""Shared test set-up: the CPU kernels the stored outputs were computed with (capped
+here, before torch is imported, and inherited by the notebook kernels:
+tests/cpu_kernels.py), the same global torch state at the start of every test, whatever
+ran before it, and the Colab rehearsal folded into the nbval run (tests/rehearsal.py).
 
 Tests that pin the thread count (for reproducible sums) or change other process-wide
 torch settings would otherwise leak them into every later test, so that speed and
 results depend on test order.
 """
 
-import os
+import shutil
+import tempfile
+from pathlib import Path
 
-CPU_KERNELS = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-}
-for _name, _value in CPU_KERNELS.items():
-    os.environ.setdefault(_name, _value)
+from cpu_kernels import cap_cpu_kernels
+
+cap_cpu_kernels()  # before torch is imported
 
 import pytest
 import torch
@@ -45,3 +36,34 @@ def restore_torch_state():
     if torch.are_deterministic_algorithms_enabled() != deterministic:
         torch.use_deterministic_algorithms(deterministic)
     torch.set_rng_state(rng)
+
+
+# --------------------------------------------------------------------------------------
+# The Colab dress rehearsal: under nbval, the chapters' skipped cells run against
+# stand-ins in the same kernels (tests/rehearsal.py).
+
+_REHEARSAL = {}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not config.getoption("nbval", default=False):
+        return
+    from rehearsal import rehearse_items
+
+    folder = Path(tempfile.mkdtemp(prefix="clip-ref-rehearsal-"))
+    _REHEARSAL["folder"] = folder
+    _REHEARSAL["counts"] = rehearse_items(items, folder)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if "counts" in _REHEARSAL:
+        cells, chapters = _REHEARSAL["counts"]
+        terminalreporter.write_line(
+            f"rehearsal: {cells} Colab-only cells of {chapters} chapters ran against "
+            "stand-ins in the nbval kernels"
+        )
+
+
+def pytest_sessionfinish(session):
+    if "folder" in _REHEARSAL:
+        shutil.rmtree(_REHEARSAL["folder"], ignore_errors=True)

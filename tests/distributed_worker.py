@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from clip_ref import CLIP
 from clip_ref.loss import check_equal_batches, contrastive_loss, local_contrastive_loss
-from clip_ref.train import _Features
+from clip_ref.training_run import Features
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -108,7 +108,7 @@ def model_check(rank: int, world: int, n: int = 3) -> dict:
     )
     full_loss.backward()
 
-    ddp = DistributedDataParallel(_Features(model))
+    ddp = DistributedDataParallel(Features(model))
     image_features, text_features, scale = ddp(images[mine], tokens[mine])
     loss = contrastive_loss(image_features, text_features, scale, distributed=True)
     loss.backward()  # DDP averages the parameter gradients over the processes here

@@ -13,7 +13,7 @@ from unittest import mock
 
 import torch
 
-from clip_ref import CLIP, CLIPConfig
+from clip_ref import CLIP, EOT_TOKEN_ID, SOT_TOKEN_ID, CLIPConfig
 
 # A small config of each family, for tests that need many models fast.
 TINY_VIT = CLIPConfig(
@@ -78,11 +78,11 @@ def random_tokens(batch: int, context_length: int, seed: int = 0) -> torch.Tenso
     rows = torch.zeros(batch, context_length, dtype=torch.long)
     for i in range(batch):
         length = int(torch.randint(1, context_length - 1, (1,), generator=generator))
-        rows[i, 0] = 49406
+        rows[i, 0] = SOT_TOKEN_ID
         rows[i, 1 : length + 1] = torch.randint(
-            0, 49406, (length,), generator=generator
+            0, SOT_TOKEN_ID, (length,), generator=generator
         )
-        rows[i, length + 1] = 49407
+        rows[i, length + 1] = EOT_TOKEN_ID
     return rows
 
 
@@ -107,9 +107,8 @@ _INITIALISERS = (
 @contextlib.contextmanager
 def weights_left_uninitialised():
     """Skip the random initialisation of a model whose every weight
-    ``load_state_dict(strict=True)`` then
-    overwrites. For the largest models initialising takes longer than the forward pass
-    being tested.
+    ``load_state_dict(strict=True)`` then overwrites. For the largest models
+    initialising takes longer than the forward pass being tested.
 
     Only torch.nn.init's initialisers become no-ops; buffers computed otherwise
     (attention masks) are unaffected, and a weight that the state dict does not cover

@@ -1,6 +1,6 @@
 """Test helpers that make files and servers: TorchScript archives like OpenAI's release,
-malicious pickles,
-a loopback HTTP server, and a stand-in for the Hugging Face Hub's download function.
+malicious pickles, a loopback HTTP server, and a stand-in for the Hugging Face Hub's
+download function.
 
 Used by test_checkpoint, test_download and test_load; test modules import helpers from
 here, never from each other.
@@ -23,8 +23,7 @@ from support import TINY_VIT, openai_model, perturbed_state_dict, random_tokens
 
 def traced_openai_archive(path, config=TINY_VIT, dtype=torch.float32, seed=0):
     """Trace OpenAI's reference CLIP with random weights and save it like the release
-    (with its metadata
-    buffers). Returns the eager fp32 model that was traced."""
+    (with its metadata buffers). Returns the eager fp32 model that was traced."""
     model = openai_model(config, perturbed_state_dict(config, seed=seed))
     # The released archives carry these three as buffers; clip_ref's build_model checks
     # and drops them.
@@ -77,11 +76,9 @@ class Payload:
 
 class _QuietServer(http.server.ThreadingHTTPServer):
     """A client that gives up (some download tests time out on purpose) closes its
-    connection while the
-    handler may still be writing. That is expected; the default traceback on stderr
-    would leak into
-    whichever test captures stderr next (it failed
-    test_progress_bar_can_be_turned_off once)."""
+    connection while the handler may still be writing. That is expected; the default
+    traceback on stderr would leak into whichever test captures stderr next (it
+    failed test_progress_bar_can_be_turned_off once)."""
 
     def handle_error(self, request, client_address):
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):

@@ -1,6 +1,5 @@
 """The book: one repository address everywhere, a complete table of contents, and the
-built site as a
-reader sees it.
+built site as a reader sees it.
 
 The last group opens the pages of ``_build/html`` in headless Chromium with every host
 name unresolvable, so JavaScript runs (MathJax typesets the math from the book's own
@@ -43,7 +42,7 @@ CHROMIUM_NAMES = (
     "google-chrome-stable",
 )
 FIGURES = ROOT / "book" / "figures"
-MAX_CODE_LINE = 88  # characters: the width of the rendered column (STYLE.md)
+MAX_CODE_LINE = 88  # characters: the width of the rendered column (custom.css)
 # a folder: the browser tests also save screenshots there
 SCREENSHOTS = os.environ.get("BOOK_SCREENSHOTS")
 
@@ -350,52 +349,13 @@ def site():
 
 
 @pytest.fixture(scope="module")
-def render(chromium, site, tmp_path_factory):
+def render(browsed):
     """page (relative to the site) -> its DOM after JavaScript ran, as parsed HTML."""
     from bs4 import BeautifulSoup  # ships with the book's theme (pydata-sphinx-theme)
 
-    profiles = tmp_path_factory.mktemp("chromium")
-
-    def dump(page: str) -> str:
-        path = site / page
-        assert path.is_file(), f"{path} was not built; rebuild the book"
-        profile = profiles / re.sub(r"\W", "_", page)
-        command = [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-extensions",
-            f"--user-data-dir={profile}",
-            # Every host name fails to resolve: whatever renders, rendered offline.
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            path.as_uri(),
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and "<html" in result.stdout, (
-            f"chromium failed on {page}: {result.stderr[-2000:]}"
-        )
-        return result.stdout
-
-    pages = [
-        p.relative_to(site).as_posix() for p in sorted(site.glob("chapters/*.html"))
-    ]
-    pages += ["book/intro.html", "book/notation.html", "book/bibliography.html"]
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        dumped = dict(zip(pages, pool.map(dump, pages)))
-
     @functools.cache
     def parsed(page: str):
-        return BeautifulSoup(
-            dumped[page] if page in dumped else dump(page), "html.parser"
-        )
+        return BeautifulSoup(browsed(page)[0], "html.parser")
 
     return parsed
 
@@ -598,9 +558,10 @@ def test_front_matter_renders_offline(render):
 
 
 # --------------------------------------------------------------------------------------
-# Solutions stay folded until opened, every image loads, and code fits the column of a
-# laptop-sized window: the pages are served over HTTP on the loopback address and probed
-# in Chromium by a script added to each page as it is served.
+# One browser pass per page: the site is served over HTTP on the loopback address, and
+# a script added to each page as it is served measures what a reader sees (solutions
+# folded until opened, every image loaded, code within the column of a laptop-sized
+# window) before the DOM is dumped for the tests above.
 # --------------------------------------------------------------------------------------
 
 _PROBE = r"""<script>
@@ -718,14 +679,16 @@ def _browse(
 
 
 @pytest.fixture(scope="module")
-def probe(chromium, served, tmp_path_factory):
-    """page -> {"images": [{src, ok}], "solutions": [{kind, before, after, ...}]}
-    measured in the browser."""
+def browsed(chromium, served, tmp_path_factory):
+    """page -> (its DOM after JavaScript ran and the probe finished, the probe's
+    measurements): one headless Chromium pass per page, served on the loopback
+    address, every other host unreachable, so whatever renders, rendered offline."""
     from bs4 import BeautifulSoup
 
-    profiles = tmp_path_factory.mktemp("probe")
+    profiles = tmp_path_factory.mktemp("chromium")
 
-    def run(page: str) -> dict:
+    def run(page: str) -> tuple[str, dict]:
+        assert (SITE / page).is_file(), f"{page} was not built; rebuild the book"
         result = _browse(
             chromium,
             profiles / re.sub(r"\W", "_", page),
@@ -736,7 +699,7 @@ def probe(chromium, served, tmp_path_factory):
         assert found is not None, (
             f"the probe did not finish on {page}: {result.stderr[-1500:]}"
         )
-        return json.loads(found.get_text())
+        return result.stdout, json.loads(found.get_text())
 
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         results = dict(zip(PROBED_PAGES, pool.map(run, PROBED_PAGES)))
@@ -753,7 +716,19 @@ def probe(chromium, served, tmp_path_factory):
                 "--window-size=1280,2400",
                 "--hide-scrollbars",
             )
-    return results
+
+    @functools.cache
+    def page(name: str) -> tuple[str, dict]:
+        return results[name] if name in results else run(name)
+
+    return page
+
+
+@pytest.fixture(scope="module")
+def probe(browsed):
+    """page -> {"images": [{src, ok}], "solutions": [{kind, before, after, ...}],
+    "overflowing": [...]} measured in the browser."""
+    return {page: browsed(page)[1] for page in PROBED_PAGES}
 
 
 @pytest.mark.parametrize("page", PROBED_PAGES)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from support_files import FakeHub, LoopbackServer
 
-from clip_ref.config import available_models
+import clip_ref.config
+from clip_ref.config import CLIPConfig, available_models
 from clip_ref.download import (
     RELEASED,
     ChecksumError,
@@ -267,6 +268,7 @@ def test_cache_directory(tmp_path, monkeypatch):
 
 
 def test_released_table_matches_the_reference():
+    assert RELEASED is clip_ref.config.RELEASED  # one registry: names, configs, files
     assert list(RELEASED) == available_models()
     filenames = [
         "RN50.pt",
@@ -282,6 +284,7 @@ def test_released_table_matches_the_reference():
     assert [release.filename for release in RELEASED.values()] == filenames
     for name, release in RELEASED.items():
         assert release.name == name
+        assert release.config == CLIPConfig.from_name(name)
         assert release.url == (
             "https://openaipublic.azureedge.net/clip/models/"
             f"{release.sha256}/{release.filename}"

@@ -23,7 +23,7 @@ from torchvision.datasets import ImageFolder
 from clip_ref import CLIPConfig, build_model
 from clip_ref.evaluate import Features, accuracy, evaluate, image_features, image_folder
 from clip_ref.imagenet import TEMPLATE_SETS
-from clip_ref.preprocess import transform
+from clip_ref.preprocess import Preprocess
 from clip_ref.tokenizer import tokenize
 from clip_ref.zeroshot import main, zero_shot_classifier
 
@@ -96,7 +96,7 @@ def classifier_by_hand(model, templates):
 
 
 def features_by_hand(model, paths):
-    preprocess = transform(CONFIG.image_resolution)
+    preprocess = Preprocess(CONFIG.image_resolution)
     with torch.no_grad():
         rows = [
             model.encode_image(preprocess(Image.open(path))[None])[0] for path in paths
@@ -231,7 +231,7 @@ def test_evaluate_end_to_end_on_numbered_folders(model, numbered_folder):
         k: topk_by_hand(expected_features, wrong_labels, classifier, k) for k in (1, 5)
     } != expected
 
-    dataset = image_folder(root, transform=transform(CONFIG.image_resolution))
+    dataset = image_folder(root, transform=Preprocess(CONFIG.image_resolution))
     result = evaluate(
         model, classifier, dataset, batch_size=5, workers=0, progress=False
     )

@@ -15,20 +15,21 @@ from PIL import Image
 from support import TINY_RESNET, TINY_VIT
 
 import clip_ref
-from clip_ref import CLIP
+from clip_ref import CLIP, EOT_TOKEN_ID
 from clip_ref.captions import CSVCaptions
-from clip_ref.toy_data import ToyCaptions
-from clip_ref.train import FINETUNE, finetune, main, train
+from clip_ref.cli import main
+from clip_ref.finetune import FINETUNE, finetune
+from clip_ref.toy.data import ToyCaptions
+from clip_ref.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = 16
 
 
 def _write_pairs(folder: Path, resolution: int, size: int = PAIRS) -> Path:
-    """Toy images saved as PNG files under ``folder/images``, and ``folder/pairs.csv``
-    listing them with
-    their captions, by paths relative to the CSV's folder (a caption with a comma is
-    quoted)."""
+    """Toy images saved as PNG files under ``folder/images``, and
+    ``folder/pairs.csv`` listing them with their captions, by paths relative to the
+    CSV's folder (a caption with a comma is quoted)."""
     data = ToyCaptions("train", size=size, seed=7, resolution=resolution)
     (folder / "images").mkdir(parents=True)
     lines = ["filepath,caption,source"]
@@ -112,7 +113,7 @@ def test_items_are_the_models_preprocessing_and_tokens_with_paths_relative_to_th
 ):
     _, csv = vit_setup
     monkeypatch.chdir(csv.parent.parent)
-    preprocess = clip_ref.transform(TINY_VIT.image_resolution)
+    preprocess = clip_ref.Preprocess(TINY_VIT.image_resolution)
     data = CSVCaptions(
         Path(csv.parent.name) / csv.name, preprocess, TINY_VIT.context_length
     )
@@ -139,19 +140,19 @@ def test_long_captions_are_truncated_with_a_warning_or_refused(tmp_path):
         UserWarning, match=r"1 of the 2 captions .* longer than 16 tokens .* line 3"
     ):
         data = CSVCaptions(
-            tmp_path / "pairs.csv", clip_ref.transform(32), context_length=16
+            tmp_path / "pairs.csv", clip_ref.Preprocess(32), context_length=16
         )
     assert torch.equal(
         data.tokens[1], clip_ref.tokenize(long, context_length=16, truncate=True)[0]
     )
-    assert data.tokens[1, -1] == 49407  # the end token is kept, last
+    assert data.tokens[1, -1] == EOT_TOKEN_ID  # the end token is kept, last
     with pytest.raises(
         ValueError,
         match=r"line 3: the caption 'a very very.* longer than the model's 16",
     ):
         CSVCaptions(
             tmp_path / "pairs.csv",
-            clip_ref.transform(32),
+            clip_ref.Preprocess(32),
             context_length=16,
             truncate=False,
         )
@@ -204,18 +205,18 @@ def test_mistakes_in_the_csv_are_named_when_the_dataset_is_built(
     csv.write_text(content)
     try:
         with pytest.raises(error, match=message):
-            CSVCaptions(csv, clip_ref.transform(32), context_length=16)
+            CSVCaptions(csv, clip_ref.Preprocess(32), context_length=16)
     finally:
         csv.unlink()
 
 
 def test_a_missing_csv_file_and_an_unreadable_image_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no caption file"):
-        CSVCaptions(tmp_path / "none.csv", clip_ref.transform(32))
+        CSVCaptions(tmp_path / "none.csv", clip_ref.Preprocess(32))
     (tmp_path / "broken.png").write_bytes(b"not an image")
     (tmp_path / "pairs.csv").write_text("filepath,caption\nbroken.png,a picture\n")
     data = CSVCaptions(
-        tmp_path / "pairs.csv", clip_ref.transform(32), context_length=16
+        tmp_path / "pairs.csv", clip_ref.Preprocess(32), context_length=16
     )
     with pytest.raises(ValueError, match=r"line 2: cannot read the image .*broken.png"):
         data[0]
@@ -347,9 +348,9 @@ def test_resuming_a_finished_run_trains_nothing_and_gives_the_same_model_and_met
 
 
 def test_a_locked_resnet_keeps_its_batchnorm_statistics(tmp_path):
-    """A ResNet trained in train mode updates BatchNorm's running statistics (buffers,
-    not parameters);
-    with the image encoder locked they must not move either."""
+    """A ResNet trained in train mode updates BatchNorm's running statistics
+    (buffers, not parameters); with the image encoder locked they must not move
+    either."""
     # as the command-line runs above (the conftest restores it)
     torch.set_num_threads(1)
     init = _save_init(tmp_path, TINY_RESNET)

@@ -1,7 +1,6 @@
 """``clip_ref.load`` end to end: local files of each format, released names via a
-loopback server or the
-Hugging Face mirror, and the outputs of the loaded model against the model the
-checkpoint was made from."""
+loopback server or the Hugging Face mirror, and the outputs of the loaded model
+against the model the checkpoint was made from."""
 
 import dataclasses
 import hashlib

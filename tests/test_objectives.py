@@ -1,7 +1,6 @@
-"""The objectives of the paper's Figure 2 (clip_ref.objectives): caption prediction and
-bag-of-words
-prediction beside the contrastive objective, their zero-shot scores, and the loop
-that trains all three."""
+"""The objectives of the paper's Figure 2 (clip_ref.toy.objectives): caption prediction
+and bag-of-words prediction beside the contrastive objective, their zero-shot scores,
+and the loop that trains all three."""
 
 from __future__ import annotations
 
@@ -11,7 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clip_ref.objectives import (
+from clip_ref.preprocess import normalize
+from clip_ref.tokenizer import EOT_TOKEN_ID, SOT_TOKEN_ID, tokenize
+from clip_ref.toy import PRESETS
+from clip_ref.toy.data import ToyCaptions
+from clip_ref.toy.objectives import (
     BagOfWords,
     CaptionModel,
     Contrastive,
@@ -19,10 +22,6 @@ from clip_ref.objectives import (
     train_objective,
     vocabulary,
 )
-from clip_ref.preprocess import normalize
-from clip_ref.tokenizer import tokenize
-from clip_ref.toy import PRESETS
-from clip_ref.toy_data import ToyCaptions
 from clip_ref.train import TrainConfig
 
 CONFIG = dataclasses.replace(
@@ -41,7 +40,7 @@ def test_vocabulary_is_the_sorted_tokens_that_occur_without_padding():
     tokens = tokenize(["a red circle", "a blue circle"], context_length=8)
     vocab = vocabulary(tokens)
     assert vocab.tolist() == sorted(set(tokens.flatten().tolist()) - {0})
-    assert 49406 in vocab and 49407 in vocab
+    assert SOT_TOKEN_ID in vocab and EOT_TOKEN_ID in vocab
 
 
 def test_bag_of_words_counts_words_and_its_loss_and_scores_are_the_formulas(pairs):

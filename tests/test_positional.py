@@ -1,6 +1,6 @@
-"""Resizing a ViT's positional embedding to another grid: the identity at the original
-size, open_clip's
-numbers elsewhere, and a model that runs at another resolution."""
+"""Resizing a ViT's positional embedding to another grid: the identity at the
+original size, open_clip's numbers elsewhere, and a model that runs at another
+resolution."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ PHOTOS = (
     "camera.png",
     "page.png",
 )
-OURS = {n: pp.transform(n) for n in RESOLUTIONS}
+OURS = {n: pp.Preprocess(n) for n in RESOLUTIONS}
 OPENAI = {n: openai_transform(n) for n in RESOLUTIONS}
 MEAN = torch.tensor(pp.IMAGE_MEAN).view(3, 1, 1)
 STD = torch.tensor(pp.IMAGE_STD).view(3, 1, 1)
@@ -576,7 +576,7 @@ def test_missing_file_and_empty_image():
 def test_constants_and_repr():
     assert pp.IMAGE_MEAN == (0.48145466, 0.4578275, 0.40821073)
     assert pp.IMAGE_STD == (0.26862954, 0.26130258, 0.27577711)
-    text = repr(pp.transform(336))
+    text = repr(pp.Preprocess(336))
     assert text.startswith("Preprocess(n_px=336)")
     for step in (
         "EXIF",
@@ -594,4 +594,4 @@ def test_constants_and_repr():
 )
 def test_bad_resolution(n_px, error):
     with pytest.raises(error, match="n_px"):
-        pp.transform(n_px)
+        pp.Preprocess(n_px)

@@ -1,6 +1,6 @@
-"""Linear probes: parity with scikit-learn's LogisticRegression, the choice of l2 on a
-validation split,
-determinism, input errors, and the zero-shot equivalent k of Figure 7."""
+"""Linear probes: parity with scikit-learn's LogisticRegression, the choice of l2 on
+a validation split, determinism, input errors, and the zero-shot equivalent k of
+Figure 7."""
 
 from __future__ import annotations
 

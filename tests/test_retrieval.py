@@ -1,6 +1,5 @@
 """Recall@K of image-text retrieval, counted as the paper's retrieval tables count it
-(several captions per
-image), against a brute-force count and hand-made cases."""
+(several captions per image), against a brute-force count and hand-made cases."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Exercises: every chapter's solutions follow the convention of ``tools/exercises.py``,
-and the student
-edition that ``make student`` writes contains no solution: no line of a solution's
-source, no line of its output, no image it drew. Every exercise gets an empty answer
-cell, and the ``exercise-check`` cells stay.
+and the student edition that ``make student`` writes contains no solution: no line of a
+solution's source, no line of its output, no image it drew. Every exercise gets an empty
+answer cell, and the ``exercise-check`` cells stay.
 
 The leak detector itself is tested on editions with a solution left in, so a pass means
 something.
@@ -185,7 +184,7 @@ def test_make_student_writes_every_chapter(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def _chapter(old_style: bool = False):
+def _chapter():
     md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     stream = nbformat.v4.new_output(
         "stream", name="stdout", text="the secret answer is 42\n"
@@ -194,7 +193,7 @@ def _chapter(old_style: bool = False):
         "display_data",
         data={"image/png": "iVBORw0KGgo" + "QUJD" * 100, "text/plain": "<Figure>"},
     )
-    tag = [] if old_style else ["solution"]
+    tag = ["solution"]
     cells = [
         md("# A chapter\n\nSome text about $S = I T^\\top$."),
         code(
@@ -215,14 +214,7 @@ def _chapter(old_style: bool = False):
             "assert answer == 42  # run this to check your answer",
             metadata={"tags": ["exercise-check"]},
         ),
-        # Old style: a bare label; the convention wants prose (or the label on the
-        # code's first line).
-        md(
-            "**Solution 2.**"
-            if old_style
-            else "**Solution 2.** Six rows of seven dots.",
-            metadata={"tags": tag},
-        ),
+        md("**Solution 2.** Six rows of seven dots.", metadata={"tags": tag}),
         code(
             "draw_the_answer_as_a_picture(answer)",
             metadata={"tags": ["hide-input", *tag]},
@@ -233,9 +225,9 @@ def _chapter(old_style: bool = False):
 
 
 def test_normalise_hides_solutions_everywhere_and_is_idempotent():
-    nb = exercises.normalise(exercises.adopt_old_solutions(_chapter(old_style=True)))
+    nb = exercises.normalise(_chapter())
     assert exercises.normalise(nb) == nb and not exercises.problems(nb)
-    prose, code, check, code_2 = nb.cells[3], nb.cells[4], nb.cells[5], nb.cells[6]
+    prose, code, check, code_2 = nb.cells[3], nb.cells[4], nb.cells[5], nb.cells[7]
     assert prose.source == (
         '<details class="solution">\n<summary>Solution 1</summary>\n\n'
         "Multiply six by seven, which gives $42$.\n\n</details>"
@@ -253,8 +245,7 @@ def test_normalise_hides_solutions_everywhere_and_is_idempotent():
     assert check.metadata.tags == ["exercise-check"] and not check.source.startswith(
         "#"
     )
-    # "**Solution 2.**" had no prose: the label moved into the code's title.
-    assert code_2.source.startswith("# @title Solution 2\n") and len(nb.cells) == 7
+    assert code_2.source.startswith("# @title Solution 2\n")
 
 
 def test_a_dropdown_written_by_hand_becomes_the_common_form():

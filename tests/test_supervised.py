@@ -1,6 +1,5 @@
-"""The supervised baseline of the robustness chapter (a label classifier on CLIP's image
-encoder) and
-effective robustness (Taori et al., 2020)."""
+"""The supervised baseline of the robustness chapter (a label classifier on CLIP's
+image encoder) and effective robustness (Taori et al., 2020)."""
 
 from __future__ import annotations
 
@@ -12,15 +11,15 @@ import torch
 
 from clip_ref import CLIP
 from clip_ref.preprocess import normalize
-from clip_ref.supervised import (
+from clip_ref.toy import PRESETS
+from clip_ref.toy.data import ToyCaptions
+from clip_ref.toy.supervised import (
     LabelClassifier,
     classifier_top1,
     effective_robustness,
     robustness_trend,
     train_classifier,
 )
-from clip_ref.toy import PRESETS
-from clip_ref.toy_data import ToyCaptions
 from clip_ref.train import TrainConfig
 
 CONFIG = dataclasses.replace(PRESETS["toy"].model, vision_layers=1)

@@ -33,7 +33,7 @@ with warnings.catch_warnings():
     import clip
     from clip.simple_tokenizer import SimpleTokenizer
 
-SOT, EOT = 49406, 49407
+SOT, EOT = T.SOT_TOKEN_ID, T.EOT_TOKEN_ID
 MERGES_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 PROPERTY_SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -750,3 +750,13 @@ def test_decode(tok):
         tok.decode(T.tokenize(["a", "b"]))
     with pytest.raises(TypeError):
         tok.decode([1.5])
+
+
+def test_the_special_token_ids_are_exported_and_are_openais():
+    reference = SimpleTokenizer().encoder
+    assert (
+        T.SOT_TOKEN_ID == reference["<|startoftext|>"] == T.get_tokenizer().sot_token_id
+    )
+    assert (
+        T.EOT_TOKEN_ID == reference["<|endoftext|>"] == T.get_tokenizer().eot_token_id
+    )

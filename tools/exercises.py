@@ -1,7 +1,7 @@
 """Exercise solutions in the chapters: hidden wherever a reader opens a chapter, removed
 in the student edition.
 
-The convention (issue 10). A chapter's exercises are numbered list items ("1. ...") or
+The convention. A chapter's exercises are numbered list items ("1. ...") or
 "**Exercise N.**" paragraphs in markdown cells under an "Exercises" heading. Every cell
 of a solution, its prose and its code, is tagged ``solution`` and names its exercise in
 its first line ("**Solution 2.** ...", ``# Solution 2``). A code cell tagged
@@ -28,7 +28,6 @@ Usage (from the repository root)::
 
     python tools/exercises.py chapters/*.ipynb               # normalise in place
     python tools/exercises.py --check chapters/*.ipynb   # list problems, change nothing
-    python tools/exercises.py --adopt chapters/NN_x.ipynb   # tag old-style solutions
     python tools/exercises.py --student _build/student chapters/*.ipynb   # for students
 """
 
@@ -276,39 +275,6 @@ def problems(nb) -> list[str]:
     return found
 
 
-def adopt_old_solutions(nb):
-    """A copy of ``nb`` with the solutions of the old convention tagged ``solution``.
-
-    Before issue 10 a solution was a markdown cell starting "**Solution N.**" followed
-    by code cells tagged ``hide-input``. Run once per chapter (``--adopt``), then read
-    the diff.
-    """
-    nb = copy.deepcopy(nb)
-    following = False
-    cells = []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            following = bool(_MARKDOWN_LABEL.match(cell.source.lstrip()))
-        else:
-            following = following and "hide-input" in tags(cell)
-        if following and not is_solution(cell):
-            cell.metadata["tags"] = [*tags(cell), SOLUTION]
-        label_only = (
-            cells
-            and cells[-1].cell_type == "markdown"
-            and is_solution(cells[-1])
-            and (not _markdown_body(cells[-1].source).strip())
-        )
-        if following and cell.cell_type == "code" and label_only:
-            # "**Solution N.**" with no prose: the code cell's title carries the label
-            # instead.
-            number = solution_number(cells.pop())
-            cell.source = f"# Solution {number}\n{cell.source}"
-        cells.append(cell)
-    nb.cells = cells
-    return nb
-
-
 def normalise(nb):
     """A copy of ``nb`` with every solution cell hidden in the book, in Jupyter and
     in Colab."""
@@ -381,13 +347,6 @@ def main(argv=None) -> int:
     mode.add_argument(
         "--student", type=Path, metavar="DIR", help="write the student edition into DIR"
     )
-    parser.add_argument(
-        "--adopt",
-        action="store_true",
-        help="first tag the solutions of the old convention ('**Solution N.**' "
-        "markdown and "
-        "the hide-input code after it) as 'solution'",
-    )
     args = parser.parse_args(argv)
 
     if args.student:
@@ -398,9 +357,7 @@ def main(argv=None) -> int:
     status = 0
     for path in args.notebooks:
         original = nbformat.read(path, as_version=4)
-        nb = (
-            adopt_old_solutions(original) if args.adopt and not args.check else original
-        )
+        nb = original
         broken = problems(nb)
         if broken:
             status = 1

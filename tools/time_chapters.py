@@ -36,6 +36,10 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from cpu_kernels import cap_cpu_kernels  # noqa: E402
+
+cap_cpu_kernels()  # the kernels inherit it: the chapters run as they do under nbval
 
 
 def _children_cpu() -> float:
@@ -96,9 +100,8 @@ def table(
 
 
 def _label(path: Path) -> str:
-    """The chapter's number and title ("6. Training CLIP from scratch"): the fine-tuning
-    chapter
-    shares chapter 6's number, and the title tells them apart."""
+    """The chapter's number and title ("6. Training CLIP from scratch"): the
+    fine-tuning chapter shares chapter 6's number, and the title tells them apart."""
     number = path.name.split("_", 1)[0].lstrip("0")
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):

@@ -14,10 +14,14 @@ import random
 import numpy as np
 import torch
 
+from ..device import default_device
+
+__all__ = ["setup", "show_source"]
+
 
 def setup(seed: int = 0, threads: int = 2) -> torch.device:
-    """Seed every random generator, pin the CPU thread count, and return the best
-    available device.
+    """Seed every random generator, pin the CPU thread count, and return the default
+    device.
 
     Pinning threads matters for reproducible stored outputs: reductions on CPU may sum
     in a different order with a different number of threads.
@@ -26,21 +30,17 @@ def setup(seed: int = 0, threads: int = 2) -> torch.device:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def source_of(obj) -> str:
-    """The source code of a function, class or method of ``clip_ref``, as text."""
-    return inspect.getsource(obj)
+    return default_device()
 
 
 def show_source(obj):
-    """Display the source of ``obj`` as a highlighted code block in a notebook.
+    """Display the source of ``obj`` (``inspect.getsource``) as a highlighted code
+    block in a notebook.
 
     Returns an IPython ``Markdown`` object, so the book renders it with syntax
     highlighting; outside IPython it returns the plain source text.
     """
-    text = source_of(obj)
+    text = inspect.getsource(obj)
     try:
         from IPython.display import Markdown
     except ImportError:  # plain Python: no rich display

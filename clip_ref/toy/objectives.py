@@ -40,11 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CLIPConfig
-from .layers import LayerNorm, Transformer
-from .loss import contrastive_loss
-from .model import CLIP
-from .train import TrainConfig, clamp_logit_scale, train_on_tensors
+from ..config import CLIPConfig
+from ..layers import LayerNorm, Transformer
+from ..loss import contrastive_loss
+from ..model import CLIP
+from ..tokenizer import EOT_TOKEN_ID, SOT_TOKEN_ID
+from ..train import TrainConfig, clamp_logit_scale
+from .in_memory import train_on_tensors
 
 __all__ = [
     "BagOfWords",
@@ -55,18 +57,11 @@ __all__ = [
     "vocabulary",
 ]
 
-# the ids of the start and end tokens (clip_ref.tokenizer); 0 pads
-_SOT, _EOT = (
-    49406,
-    49407,
-)
-
 
 def vocabulary(tokens: torch.Tensor) -> torch.Tensor:
-    """The sorted token ids that occur in ``tokens`` [N, L], padding (0) left out: the
-    predictive models'
-    output vocabulary [V]. Pass the training captions *and* the prompts the model
-    will score."""
+    """The sorted token ids that occur in ``tokens`` [N, L], padding (0) left out:
+    the predictive models' output vocabulary [V]. Pass the training captions *and*
+    the prompts the model will score."""
     ids = tokens.unique()
     return ids[ids != 0]
 
@@ -112,10 +107,9 @@ class _Predictive(nn.Module):
 
 class BagOfWords(_Predictive):
     """Predict which words the caption contains, in any order: a linear layer on the
-    image features gives
-    a distribution over the vocabulary, trained towards the caption's words (start and
-    end tokens aside),
-    each with an equal share (cross-entropy with that target distribution)."""
+    image features gives a distribution over the vocabulary, trained towards the
+    caption's words (start and end tokens aside), each with an equal share
+    (cross-entropy with that target distribution)."""
 
     def __init__(self, config: CLIPConfig, vocab: torch.Tensor):
         super().__init__(config, vocab)
@@ -125,7 +119,7 @@ class BagOfWords(_Predictive):
         """[N, L] token ids -> [N, V] how many times each vocabulary token occurs as
         a word."""
         ids = self.local_ids(tokens)
-        words = (tokens != 0) & (tokens != _SOT) & (tokens != _EOT)
+        words = (tokens != 0) & (tokens != SOT_TOKEN_ID) & (tokens != EOT_TOKEN_ID)
         counts = torch.zeros(len(tokens), len(self.vocab), device=tokens.device)
         return counts.scatter_add_(1, ids.clamp(min=0), words.float())
 
@@ -145,11 +139,9 @@ class BagOfWords(_Predictive):
 
 class CaptionModel(_Predictive):
     """Predict the caption token by token: a causal text Transformer whose first
-    position is the image
-    (its features, projected to the text width), as in a decoder-only captioning model.
-    Position j reads
-    the image and tokens 0..j-1 and predicts token j, from the first word up to the
-    end token."""
+    position is the image (its features, projected to the text width), as in a
+    decoder-only captioning model. Position j reads the image and tokens 0..j-1 and
+    predicts token j, from the first word up to the end token."""
 
     def __init__(self, config: CLIPConfig, vocab: torch.Tensor):
         super().__init__(config, vocab)
@@ -170,8 +162,7 @@ class CaptionModel(_Predictive):
         self, image_features: torch.Tensor, tokens: torch.Tensor
     ) -> torch.Tensor:
         """[M, E] image features and [M, L] tokens -> [M] summed log-probability of
-        tokens 1.. up to the
-        end token (padding after it is not predicted)."""
+        tokens 1.. up to the end token (padding after it is not predicted)."""
         ids = self.local_ids(tokens)  # [M, L]
         length = tokens.shape[1]
         # tokens 0..L-2, [M, L-1, D]
@@ -216,8 +207,7 @@ class CaptionModel(_Predictive):
 
 class Contrastive(nn.Module):
     """The contrastive objective (:func:`clip_ref.loss.contrastive_loss`) on a whole
-    CLIP, behind the
-    interface of the predictive models. ``model`` is the CLIP."""
+    CLIP, behind the interface of the predictive models. ``model`` is the CLIP."""
 
     def __init__(self, config: CLIPConfig):
         super().__init__()
@@ -253,7 +243,7 @@ def train_objective(
 ) -> dict:
     """Train any of the three models on pairs ``images`` [N, 3, R, R] (normalised) and
     ``tokens`` [N, L]
-    with :func:`clip_ref.train.train_on_tensors`: the recipe of
+    with :func:`clip_ref.toy.in_memory.train_on_tensors`: the recipe of
     :func:`clip_ref.train.train` (AdamW with the paper's decay rule, warm-up then
     cosine, gradient clipping, the temperature clipped for the contrastive model),
     batches from a seeded shuffle per epoch.
@@ -284,10 +274,9 @@ def train_objective(
 
 def images_to_reach(curve: list[dict], score: float) -> float | None:
     """The images processed when ``curve`` (``train_objective``'s) first reaches
-    ``score``, interpolated
-    linearly between evaluations; ``None`` if it never does. Figure 2's efficiency ratio
-    is one model's
-    images for its final score over this number for the other model."""
+    ``score``, interpolated linearly between evaluations; ``None`` if it never does.
+    Figure 2's efficiency ratio is one model's images for its final score over this
+    number for the other model."""
     if not curve:
         raise ValueError("the curve is empty: train with an evaluate function")
     previous = None

@@ -29,13 +29,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .preprocess import normalize
-from .tokenizer import tokenize
+from ..preprocess import normalize
+from ..tokenizer import tokenize
 
 __all__ = [
     "CLASSNAMES",
     "COLOURS",
-    "COLOUR_CLASSNAMES",
     "COMBINATIONS",
     "DEFAULT_TEMPLATE",
     "HELD_OUT",
@@ -43,7 +42,6 @@ __all__ = [
     "POSITIONS",
     "SEEN",
     "SHAPES",
-    "SHAPE_CLASSNAMES",
     "SHIFTS",
     "SIZES",
     "SPLITS",
@@ -155,10 +153,8 @@ CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
 # cross").
 DEFAULT_TEMPLATE = "a {}"
 # Questions about one attribute name their classes with one word, as datasets do: the
-# label of an image is SHAPE_CLASSNAMES[shape_id] or COLOUR_CLASSNAMES[colour_id]. No
-# caption is ever a single word.
-SHAPE_CLASSNAMES = SHAPES
-COLOUR_CLASSNAMES = COLOURS
+# label of an image is SHAPES[shape_id] or COLOURS[colour_id]. No caption is ever a
+# single word.
 
 SPLITS = ("train", "seen", "heldout")
 # each split draws from its own random stream
@@ -215,9 +211,9 @@ def caption(
     style: str = "filled",
 ) -> str:
     """One caption of an object: ``TEMPLATES[template]``
-    (``OUTLINE_TEMPLATES[template]`` for an outline)
-    filled with its attributes, the size and the place in the ``size_word``-th and
-    ``where_word``-th of their wordings (counted modulo the wordings there are).
+    (``OUTLINE_TEMPLATES[template]`` for an outline) filled with its attributes, the
+    size and the place in the ``size_word``-th and ``where_word``-th of their wordings
+    (counted modulo the wordings there are).
 
     ``caption("circle", "orange", "small", "centre", template=1)`` is "an orange circle
     in the centre"; every caption of :class:`ToyCaptions` is written by this function.
@@ -334,30 +330,28 @@ class ToyCaptions(torch.utils.data.Dataset):
 
     Args:
         split: ``"train"`` (only the ``SEEN`` combinations), ``"seen"`` (fresh images of
-        the seen
-            combinations, for testing) or ``"heldout"`` (images of the ``HELD_OUT``
-            combinations).
-        size: number of pairs N. seed: the same seed, split and size always give the
-        same data; splits never share images. resolution: image side R in pixels.
+            the seen combinations, for testing) or ``"heldout"`` (images of the
+            ``HELD_OUT`` combinations).
+        size: number of pairs N.
+        seed: the same seed, split and size always give the same data; splits never
+        share images.
+        resolution: image side R in pixels.
         context_length: token sequence length L; must fit the longest caption (it does
-        from 16 up, the toy model's). label_captions: the fraction of captions replaced
-        by a bare label ("red", "circle" or "red circle"):
-            0 in the book's world, where no caption is a lone label; chapter 7's
-            ablation trains with some.
+        from 16 up, the toy model's).
+        label_captions: the fraction of captions replaced by a bare label ("red",
+            "circle" or "red circle"): 0 in the book's world, where no caption is a lone
+            label; chapter 7's ablation trains with some.
         style: ``"filled"`` (the book's world) or ``"outline"`` (a new domain; captions
-        from
-            ``OUTLINE_TEMPLATES``). With the same split, size and seed the two styles
-            show the same objects.
+            from ``OUTLINE_TEMPLATES``). With the same split, size and seed the two
+            styles show the same objects.
         shift: ``None`` (the book's world) or one of ``SHIFTS``: the same objects and
-        captions as without
-            it, drawn with noise, blurred, faded or on a light background. Combines with
-            either style.
+            captions as without it, drawn with noise, blurred, faded or on a light
+            background. Combines with either style.
         one_template: ``None`` (the book's world: each caption from a random template,
-        with random
-            synonyms) or an index into ``TEMPLATES``: every caption from that template
-            with the first synonyms. ``one_template=3`` ("a red circle") gives one
-            caption per class, where the book's world has hundreds. The same objects as
-            without it.
+            with random synonyms) or an index into ``TEMPLATES``: every caption from
+            that template with the first synonyms. ``one_template=3`` ("a red circle")
+            gives one caption per class, where the book's world has hundreds. The same
+            objects as without it.
 
     Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L],
     ``captions`` (strings), ``labels`` (index into ``COMBINATIONS``), ``shape_ids``,

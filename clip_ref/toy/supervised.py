@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CLIPConfig
-from .model import CLIP
-from .train import TrainConfig, train_on_tensors
+from ..config import CLIPConfig
+from ..model import CLIP
+from ..train import TrainConfig
+from .in_memory import train_on_tensors
 
 __all__ = [
     "LabelClassifier",
@@ -70,7 +71,7 @@ def train_classifier(
     """Train ``model`` with cross-entropy on ``images`` [N, 3, R, R] (normalised) and
     ``labels`` [N].
 
-    With :func:`clip_ref.train.train_on_tensors`: the recipe of
+    With :func:`clip_ref.toy.in_memory.train_on_tensors`: the recipe of
     :func:`clip_ref.train.train` in one process, batches from a seeded shuffle per
     epoch. Deterministic for a given seed, data and thread count. Returns ``{"steps",
     "final_loss", "train_seconds"}``; the model ends in eval mode.
@@ -127,10 +128,9 @@ def robustness_trend(
     original: Sequence[float], shifted: Sequence[float]
 ) -> Callable[[float], float]:
     """The baseline of effective robustness: a least-squares line through the points
-    ``(logit(original),
-    logit(shifted))`` of several models trained on the labelled dataset, returned as a
-    function from an accuracy on the original distribution to the accuracy under the
-    shift such models reach with it.
+    ``(logit(original), logit(shifted))`` of several models trained on the labelled
+    dataset, returned as a function from an accuracy on the original distribution to the
+    accuracy under the shift such models reach with it.
 
     Accuracies are fractions strictly between 0 and 1 (a logit must be finite); at least
     two models, with different accuracies on the original distribution, fix a line.
@@ -173,7 +173,6 @@ def effective_robustness(
     original: float, shifted: float, trend: Callable[[float], float]
 ) -> float:
     """Accuracy under the shift above what the trend of supervised models predicts at
-    ``original``
-    (Taori et al., 2020): positive for a model more robust than its accuracy on the
-    original suggests."""
+    ``original`` (Taori et al., 2020): positive for a model more robust than its
+    accuracy on the original suggests."""
     return shifted - trend(original)

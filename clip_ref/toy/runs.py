@@ -4,7 +4,7 @@ scores (chapters 6-10).
 The real architecture (a ViT image encoder, a causal text Transformer, the real
 49,408-token BPE vocabulary), shrunk until it trains in about a minute on two CPU cores,
 and trained with the paper's recipe (:func:`clip_ref.train.train`) on
-:mod:`clip_ref.toy_data`. Its score is zero-shot top-1 among all shape-colour
+:mod:`clip_ref.toy.data`. Its score is zero-shot top-1 among all shape-colour
 combinations, on images of combinations it never saw in training (``heldout``) and of
 ones it did (``seen``).
 
@@ -23,19 +23,20 @@ from pathlib import Path
 
 import torch
 
-from .config import CLIPConfig
-from .evaluate import accuracy, image_features
-from .model import CLIP, build_model
-from .preprocess import normalize
-from .toy_data import (
+from ..config import CLIPConfig
+from ..device import default_device
+from ..evaluate import accuracy, image_features
+from ..model import CLIP, build_model
+from ..preprocess import normalize
+from ..train import TrainConfig, train
+from ..zeroshot import zero_shot_classifier
+from .data import (
     CLASSNAMES,
     COMBINATIONS,
     DEFAULT_TEMPLATE,
     ToyCaptions,
     prompt_template,
 )
-from .train import TrainConfig, train
-from .zeroshot import zero_shot_classifier
 
 __all__ = [
     "PRESETS",
@@ -196,20 +197,15 @@ def trained_toy_clip(
     progress: bool = True,
 ) -> tuple[CLIP, dict]:
     """The trained toy CLIP (eval mode) and its metrics: reused from ``run_dir`` if it
-    holds this exact
-    training on this kind of device with this many CPU threads, else trained there
-    first.
+    holds this exact training on this kind of device with this many CPU threads, else
+    trained there first.
 
     The condition makes reuse invisible: a chapter's printed numbers are the same
     whether it trained the model itself or found it, so stored outputs stay
     reproducible.
     """
     run = PRESETS[preset] if isinstance(preset, str) else preset
-    device = torch.device(
-        device
-        if device is not None
-        else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    device = torch.device(device) if device is not None else default_device()
     run_dir = Path(run_dir)
     metrics_path, weights_path = run_dir / "metrics.json", run_dir / "model.pt"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None

@@ -1,0 +1,230 @@
+"""The command line for training: ``python -m clip_ref.train`` (see ``--help``).
+
+It sits above both layers of the package: a toy CLIP from scratch comes from the book's
+toy layer (:mod:`clip_ref.toy`, ``--preset``), fine-tuning from the reference
+(:mod:`clip_ref.finetune`, ``--init``). Nothing in the package imports this module;
+``clip_ref/train.py`` hands over to it when run as a script.
+
+    python -m clip_ref.train --preset toy --out runs/toy          # the book's toy CLIP
+    torchrun --nproc_per_node 2 -m clip_ref.train --preset toy --out runs/toy2
+    python -m clip_ref.train --preset toy --out runs/toy --resume     # continue exactly
+    python -m clip_ref.train --init ViT-B/32 --data pairs.csv --out runs/ft
+    python -m clip_ref.train --init ViT-B/32 --data pairs.csv --out lit --lock-image
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import torch
+import torch.distributed as dist
+
+from . import toy
+from .finetune import FINETUNE, finetune
+from .train import TrainConfig
+
+__all__ = ["main"]
+
+
+def _parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m clip_ref.train",
+        description="Train CLIP: a toy CLIP from scratch, or fine-tune a given model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_argument_group(
+        "what to train: a toy CLIP from scratch, or fine-tuning a given model"
+    )
+    what.add_argument(
+        "--preset",
+        help="a preset of clip_ref.toy: toy (the default without --init) or tiny",
+    )
+    what.add_argument(
+        "--init",
+        metavar="NAME_OR_PATH",
+        help="fine-tune this model: a released name (e.g. ViT-B/32) or a checkpoint "
+        "file",
+    )
+    what.add_argument(
+        "--data",
+        metavar="CSV",
+        help="with --init: the image-caption pairs, a CSV file with "
+        "the columns filepath (relative to the CSV's folder) and caption",
+    )
+    what.add_argument(
+        "--csv-separator",
+        default=",",
+        help="with --data: the column separator (default ,)",
+    )
+    what.add_argument(
+        "--lock-image",
+        action="store_true",
+        help="with --init: freeze the image encoder and train the text side only (LiT)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder for logs, checkpoints and results"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.pt"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help=f"optimiser steps (default: the preset's; fine-tuning: {FINETUNE.steps})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="the global batch size N (default: the preset's; fine-tuning: "
+        f"{FINETUNE.batch_size})",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help="the peak learning rate (default: the preset's; fine-tuning: "
+        f"{FINETUNE.lr:g})",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        help="learning-rate warm-up steps (default: the preset's; "
+        "fine-tuning: a tenth of the steps)",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        help="with --preset: override the number of training pairs",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="override the seed (the order of the batches)"
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=int, help="override the checkpoint interval (steps)"
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        help="stop after this step with a checkpoint (resume later)",
+    )
+    parser.add_argument(
+        "--device", help="e.g. cpu or cuda:0 (default: the GPU if there is one)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar"
+    )
+    args = parser.parse_args(argv)
+    # Mistakes in the command are reported here, before anything is loaded or trained.
+    if args.init is not None:
+        if args.preset is not None:
+            parser.error(
+                "--init fine-tunes a given model and --preset trains a toy "
+                "CLIP from scratch; pass one"
+            )
+        if args.data is None:
+            parser.error(
+                "--init needs --data, the CSV file of image-caption pairs to "
+                "fine-tune on"
+            )
+        if args.train_size is not None:
+            parser.error(
+                "--train-size sets the size of a toy preset; with --init the "
+                "CSV file sets the data"
+            )
+    else:
+        for flag, value in (
+            ("--data", args.data),
+            ("--lock-image", args.lock_image),
+            ("--csv-separator", args.csv_separator != ","),
+        ):
+            if value:
+                parser.error(
+                    f"{flag} is for fine-tuning: pass --init with the model to "
+                    "start from"
+                )
+    for flag, least in (
+        ("steps", 1),
+        ("batch_size", 1),
+        ("warmup_steps", 0),
+        ("checkpoint_every", 1),
+        ("threads", 1),
+    ):
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            parser.error(
+                f"--{flag.replace('_', '-')} must be at least {least}, got {value}"
+            )
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    return args
+
+
+def _recipe(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """``base`` with the command line's overrides."""
+    overrides = {
+        name: getattr(args, name)
+        for name in (
+            "steps",
+            "batch_size",
+            "lr",
+            "warmup_steps",
+            "seed",
+            "checkpoint_every",
+        )
+        if getattr(args, name) is not None
+    }
+    return dataclasses.replace(base, **overrides)
+
+
+def main(argv=None) -> dict:
+    args = _parse_args(argv)
+    if args.init is None:
+        name = args.preset or "toy"
+        if name not in toy.PRESETS:
+            raise SystemExit(
+                f"unknown preset {name!r}; choose from {sorted(toy.PRESETS)}"
+            )
+        preset = toy.PRESETS[name]
+        data = {"train_size": args.train_size} if args.train_size is not None else {}
+        preset = dataclasses.replace(preset, train=_recipe(args, preset.train), **data)
+    else:
+        steps = args.steps if args.steps is not None else FINETUNE.steps
+        recipe = _recipe(
+            args, dataclasses.replace(FINETUNE, steps=steps, warmup_steps=steps // 10)
+        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common = {
+        "resume": args.resume,
+        "progress": not args.no_progress,
+        "stop_at": args.stop_at,
+        "device": args.device,
+    }
+    try:
+        if args.init is None:
+            metrics = toy.train_toy(preset, args.out, **common)
+        else:
+            metrics = finetune(
+                args.init,
+                args.data,
+                args.out,
+                recipe,
+                lock_image=args.lock_image,
+                delimiter=args.csv_separator,
+                **common,
+            )
+        lead = not dist.is_initialized() or dist.get_rank() == 0
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if lead and "stopped_at" not in metrics:
+        print(json.dumps(metrics))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""One training run's state beside the loop: its processes, output folder, checkpoints
+and log (used by :func:`clip_ref.train.train`).
+
+The loop in :mod:`clip_ref.train` reads on a page because everything it does not need
+to show lives here: the distributed set-up (one process, or W of them under
+``torchrun``), mixed precision, the order of the batches, and the files of the output
+folder: ``checkpoint.pt`` (everything an exact resume needs: tensors and plain values
+only, read back with ``torch.load(weights_only=True)``), ``log.jsonl`` (one JSON line
+per logged step) and ``model.pt`` (the trained weights as an OpenAI-format state dict).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from .device import default_device
+from .loss import check_equal_batches
+
+__all__ = [
+    "NO_LOSS_SCALING",
+    "Features",
+    "TrainingRun",
+    "atomic_save",
+    "batches",
+    "check_fp32",
+    "distributed_context",
+    "freeze_frozen_batchnorm",
+    "mixed_precision",
+    "run_description",
+]
+
+
+def distributed_context() -> tuple[int, int, torch.device]:
+    """(rank, world size, device) under torchrun, or (0, 1, the default device) in a
+    single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend=backend)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return rank, world, torch.device("cuda", local)
+        return rank, world, torch.device("cpu")
+    return 0, 1, default_device()
+
+
+# A loss scaler that does nothing: fp32 training, or bf16 (which needs no scaling).
+NO_LOSS_SCALING = torch.amp.GradScaler("cuda", enabled=False)
+
+
+def mixed_precision(
+    device: torch.device,
+) -> tuple[AbstractContextManager, torch.amp.GradScaler]:
+    """(autocast context, gradient scaler): bf16 on GPUs that support it, else fp16
+    with loss scaling.
+
+    The weights stay in fp32 (the master copy that AdamW updates); only the forward
+    computation is cast. On the CPU everything is fp32 and the scaler does nothing.
+    """
+    if device.type != "cuda":
+        return nullcontext(), NO_LOSS_SCALING
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def batches(sampler: DistributedSampler, local_batch: int, step: int):
+    """This process's batches of dataset indices from ``step`` on, epoch after epoch,
+    without end.
+
+    The order depends only on the sampler's seed and the epoch, so a resumed run
+    rebuilds the epoch it stopped in and skips the batches it has already trained on.
+    """
+    per_epoch = len(sampler) // local_batch  # the incomplete last batch is dropped
+    epoch, skip = divmod(step, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        for b in range(skip, per_epoch):
+            yield order[b * local_batch : (b + 1) * local_batch]
+        epoch, skip = epoch + 1, 0
+
+
+def check_fp32(model: nn.Module) -> None:
+    """Refuse to train half-precision weights: AdamW needs fp32 master weights (mixed
+    precision is autocast)."""
+    half = [
+        name
+        for name, param in model.named_parameters()
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16)
+    ]
+    if half:
+        raise TypeError(
+            f"{len(half)} trainable parameters are half precision ({half[0]}, ...). "
+            "AdamW on fp16 weights fails: a weight whose gradient rounds to zero gets "
+            "0/0 = NaN (epsilon is tiny), and updates smaller than a weight's "
+            "precision are lost. Train fp32 weights (model.float(), or "
+            "clip_ref.load(..., device='cpu'), which returns fp32); train() computes "
+            "in half precision on the GPU with autocast anyway."
+        )
+
+
+def freeze_frozen_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm whose gain and bias are frozen in eval mode: it normalises
+    with its stored statistics and leaves them unchanged, so a frozen ResNet image
+    encoder stays exactly as it was (LiT)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary file and rename, so an interruption never leaves a
+    half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Features(nn.Module):
+    """CLIP's forward pass up to the loss: (image features, text features, logit
+    multiplier).
+
+    DistributedDataParallel prepares its gradient synchronisation when its wrapped
+    module's ``forward`` runs, so that ``forward`` must return what the loss needs.
+    ``CLIP.forward`` returns logits that compare one process's images with its own texts
+    only; the distributed loss needs the features, to gather them.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, tokens):
+        return (
+            self.model.encode_image(images),
+            self.model.encode_text(tokens),
+            self.model.logit_scale.exp(),
+        )
+
+
+def run_description(model: nn.Module, config) -> str:
+    """What an exact resume must match, as JSON: the recipe (a dataclass such as
+    :class:`clip_ref.train.TrainConfig`), the architecture and which parameters are
+    frozen."""
+    description = {
+        "train": dataclasses.asdict(config),
+        "model": dataclasses.asdict(model.config),
+    }
+    frozen = [
+        name for name, param in model.named_parameters() if not param.requires_grad
+    ]
+    # only then, so that checkpoints of runs that train everything read as before
+    if frozen:
+        description["frozen"] = frozen
+    return json.dumps(description)
+
+
+@dataclass
+class TrainingRun:
+    """What the loop and its helpers share: the model, its optimiser and loss scaler,
+    this process's place among W, and the output folder.
+
+    ``description`` is what an exact resume must match (the recipe, the architecture
+    and which parameters are frozen), as JSON.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    description: str
+    autocast: AbstractContextManager = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+
+    def __post_init__(self):
+        self.autocast, self.scaler = mixed_precision(self.device)
+
+    def features(self, local_batch: int) -> nn.Module:
+        """The forward pass the loss needs; across processes, wrapped for DDP."""
+        features = Features(self.model)
+        if self.world > 1:  # checked once, here, rather than on every step
+            check_equal_batches(local_batch, self.device)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            features = DistributedDataParallel(features, device_ids=ids)
+        return features
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "log.jsonl"
+
+    def save_checkpoint(self, step: int) -> None:
+        """Save what an exact resume needs: weights, AdamW moments, loss scaler, step
+        and every process's RNG state (gathered to process 0, which writes the file)."""
+        rng = torch.get_rng_state()
+        if self.world > 1:
+            states = [None] * self.world
+            dist.all_gather_object(states, rng)
+            rng = states
+        else:
+            rng = [rng]
+        if self.rank == 0:
+            state = {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "step": step,
+                "rng": rng,
+                "world_size": self.world,
+                "device_type": next(self.model.parameters()).device.type,
+                "config": self.description,
+            }
+            atomic_save(state, self.checkpoint_path)
+
+    def restore_checkpoint(self) -> int:
+        """Load a checkpoint written by the same run; return the step it was taken
+        at."""
+        path = self.checkpoint_path
+        if not path.exists():
+            raise FileNotFoundError(f"resume: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if (
+            state["config"] != self.description
+            or state["world_size"] != self.world
+            or state["device_type"] != self.device.type
+        ):
+            raise ValueError(
+                f"{path} was written by a different run ({state['config']}, "
+                f"{state['world_size']} processes on {state['device_type']}); an exact "
+                "resume needs the same settings, process count and kind of device "
+                f"(now: {self.description}, {self.world} processes on "
+                f"{self.device.type})"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"][self.rank].cpu())
+        return int(state["step"])
+
+    def read_log(self, upto_step: int) -> list[dict]:
+        """The log lines up to ``upto_step``: a resumed run drops the lines of steps
+        it will redo."""
+        if not self.log_path.exists():
+            return []
+        text = self.log_path.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [entry for entry in lines if entry["step"] <= upto_step]
+
+    def write_log(self, log: list[dict]) -> None:
+        if self.rank == 0:
+            self.log_path.write_text("".join(json.dumps(e) + "\n" for e in log))
+
+    def sampler(self, dataset, seed: int, local_batch: int) -> DistributedSampler:
+        """This process's shard of a seeded permutation per epoch (one process: a plain
+        seeded shuffle); dropping the incomplete last batch keeps every batch equal."""
+        sampler = DistributedSampler(
+            dataset, self.world, self.rank, seed=seed, drop_last=True
+        )
+        if len(sampler) < local_batch:
+            raise ValueError(
+                f"the dataset ({len(dataset)} pairs) is smaller than one batch of "
+                f"{local_batch * self.world}; use a smaller batch size"
+            )
+        return sampler
+
+    def log_entry(self, step, loss, grad_norm, lr: float, seconds: float) -> dict:
+        """A log line; the loss is the whole batch's (the processes' mean)."""
+        if self.world > 1:
+            dist.all_reduce(loss)
+            loss /= self.world
+        return {
+            "step": step,
+            "loss": round(loss.item(), 6),
+            "lr": lr,
+            "grad_norm": round(grad_norm.item(), 6),
+            "logit_scale": round(self.model.logit_scale.exp().item(), 6),
+            "seconds": round(seconds, 3),
+        }
+
+    def finish(self, steps: int, step: int, log: list[dict], seconds: float) -> dict:
+        """Save the trained model and summarise the run, or say where it stopped."""
+        if step < steps:
+            summary = {"stopped_at": step}
+        else:
+            self.save_model()
+            summary = {
+                "steps": steps,
+                "final_loss": log[-1]["loss"] if log else None,
+                "logit_scale": self.model.logit_scale.exp().item(),
+                "train_seconds": round(seconds, 2),
+                "world_size": self.world,
+                "device": str(self.device),
+                "threads": torch.get_num_threads(),
+            }
+        if self.world > 1:
+            dist.barrier()
+        self.model.eval()
+        return summary
+
+    def save_model(self) -> None:
+        """Write the trained weights, as an OpenAI-format state dict, to model.pt."""
+        if self.rank == 0:
+            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            atomic_save(weights, self.out / "model.pt")
