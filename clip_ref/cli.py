@@ -17,13 +17,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 import torch
 import torch.distributed as dist
 
 from . import toy
+from .download import DownloadError
 from .finetune import FINETUNE, finetune
+from .run_folder import DamagedCheckpointError, RunFolderError
 from .train import TrainConfig
+from .training_run import DivergedError
 
 __all__ = ["main"]
 
@@ -59,6 +63,12 @@ def _parse_args(argv=None) -> argparse.Namespace:
         help="with --data: the column separator (default ,)",
     )
     what.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="with --data: drop the pairs whose image cannot be decoded (listed in "
+        "metrics.json) instead of stopping",
+    )
+    what.add_argument(
         "--lock-image",
         action="store_true",
         help="with --init: freeze the image encoder and train the text side only (LiT)",
@@ -67,7 +77,13 @@ def _parse_args(argv=None) -> argparse.Namespace:
         "--out", required=True, help="output folder for logs, checkpoints and results"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from OUT/checkpoint.pt"
+        "--resume", action="store_true", help="continue the run in OUT exactly"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run in OUT and start again (without it, a new run refuses a "
+        "folder that holds one)",
     )
     parser.add_argument(
         "--steps",
@@ -140,6 +156,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
             ("--data", args.data),
             ("--lock-image", args.lock_image),
             ("--csv-separator", args.csv_separator != ","),
+            ("--skip-bad-images", args.skip_bad_images),
         ):
             if value:
                 parser.error(
@@ -148,7 +165,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
                 )
     for flag, least in (
         ("steps", 1),
-        ("batch_size", 1),
+        ("batch_size", 2),  # the contrastive loss needs negatives
         ("warmup_steps", 0),
         ("checkpoint_every", 1),
         ("threads", 1),
@@ -160,6 +177,12 @@ def _parse_args(argv=None) -> argparse.Namespace:
             )
     if args.lr is not None and not args.lr > 0:
         parser.error(f"--lr must be positive, got {args.lr}")
+    if args.resume and args.overwrite:
+        parser.error(
+            "--resume continues the run in OUT, --overwrite deletes it; pass one"
+        )
+    if args.stop_at is not None and args.stop_at < 1:
+        parser.error(f"--stop-at must be at least 1, got {args.stop_at}")
     return args
 
 
@@ -200,6 +223,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     common = {
         "resume": args.resume,
+        "overwrite": args.overwrite,
         "progress": not args.no_progress,
         "stop_at": args.stop_at,
         "device": args.device,
@@ -215,6 +239,7 @@ def main(argv=None) -> dict:
                 recipe,
                 lock_image=args.lock_image,
                 delimiter=args.csv_separator,
+                skip_bad_images=args.skip_bad_images,
                 **common,
             )
         lead = not dist.is_initialized() or dist.get_rank() == 0
@@ -226,5 +251,28 @@ def main(argv=None) -> dict:
     return metrics
 
 
+# What a user can cause and fix: a bad argument, file or image, a missing download, a
+# folder in use or holding a run, a damaged checkpoint, a run that diverged.
+USER_ERRORS = (
+    ValueError,
+    OSError,
+    DownloadError,
+    RunFolderError,
+    DamagedCheckpointError,
+    DivergedError,
+)
+
+
+def run(argv=None) -> int:
+    """``main`` for the command line: a mistake in the command, the data or the run
+    folder ends the process with its message and status 1, not a traceback."""
+    try:
+        main(argv)
+    except USER_ERRORS as error:
+        print(f"python -m clip_ref.train: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

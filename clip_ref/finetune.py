@@ -42,7 +42,9 @@ def finetune(
     lock_image: bool = False,
     truncate: bool = True,
     delimiter: str = ",",
+    skip_bad_images: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
     device: str | torch.device | None = None,
@@ -55,7 +57,9 @@ def finetune(
     (the master weights that AdamW updates; on a GPU, :func:`train` runs the forward
     pass in half precision under autocast), and its own preprocessing and context length
     read the pairs (:class:`clip_ref.captions.CSVCaptions`: the CSV is checked, and its
-    captions tokenized, before the first step; ``truncate`` and ``delimiter`` go to it).
+    captions tokenized and every image decoded, before the first step and before
+    anything in ``out`` is touched; ``truncate``, ``delimiter`` and
+    ``skip_bad_images`` go to it).
 
     ``lock_image=True`` freezes the whole image encoder and trains the text side and the
     temperature only, as LiT does (Zhai et al., 2022): the image encoder's weights, and
@@ -63,13 +67,12 @@ def finetune(
     computed before fine-tuning stay valid.
 
     Writes what :func:`train` writes into ``out``, and ``metrics.json``: the training
-    summary with ``init``, ``data``, ``pairs`` and ``lock_image``. Runs under
-    ``torchrun`` as :func:`train` does.
+    summary with ``init``, ``data``, ``pairs``, ``lock_image`` and the images skipped
+    (``skipped_images``, with their CSV lines and reasons). ``resume`` and
+    ``overwrite`` are :func:`train`'s. Runs under ``torchrun`` as :func:`train` does.
     """
     out = Path(out)
     rank, world, _ = distributed_context()
-    if rank == 0 and not resume:  # never leave an old run's results beside a new run
-        (out / "metrics.json").unlink(missing_ok=True)
     if world > 1 and rank > 0:
         # process 0 downloads a released model first; the others then find it cached
         dist.barrier()
@@ -80,7 +83,13 @@ def finetune(
         dist.barrier()
     model = model.float()  # already fp32; says what the recipe needs
     dataset = CSVCaptions(
-        data, preprocess, model.context_length, truncate=truncate, delimiter=delimiter
+        data,
+        preprocess,
+        model.context_length,
+        truncate=truncate,
+        delimiter=delimiter,
+        skip_bad_images=skip_bad_images,
+        progress=progress and rank == 0,
     )
     if lock_image:
         model.visual.requires_grad_(False)
@@ -90,6 +99,7 @@ def finetune(
         config,
         out,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
         stop_at=stop_at,
         device=device,
@@ -102,6 +112,7 @@ def finetune(
         "data": str(data),
         "pairs": len(dataset),
         "lock_image": lock_image,
+        "skipped_images": dataset.skipped,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -160,24 +160,50 @@ def clamp_logit_scale(model: CLIP) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def _start(model: CLIP, config: TrainConfig, out, resume: bool, device) -> TrainingRun:
-    """Check the model, place it, and set up its optimiser, precision and folder."""
+def check_run(config: TrainConfig, dataset_size: int, world: int, stop_at, device):
+    """Refuse, before anything is touched, a run that cannot learn or cannot do what
+    was asked."""
+    if config.batch_size < 2:
+        raise ValueError(
+            f"batch size {config.batch_size}: the contrastive loss compares each image "
+            "with the other captions of its batch, and one pair has none (its loss and "
+            "gradient are 0 at every step); use at least 2"
+        )
+    if config.batch_size % world:
+        raise ValueError(
+            f"batch size {config.batch_size} does not split evenly "
+            f"over {world} processes"
+        )
+    if dataset_size // world < config.batch_size // world:
+        raise ValueError(
+            f"the dataset ({dataset_size} pairs) is smaller than one "
+            f"batch of {config.batch_size}; use a smaller batch size"
+        )
+    if not config.warmup_steps < config.steps:
+        raise ValueError(
+            f"the warm-up ({config.warmup_steps} steps) is not shorter than the run "
+            f"({config.steps} steps): the learning rate would never reach its peak "
+            "and decay"
+        )
+    if stop_at is not None and not 1 <= stop_at <= config.steps:
+        raise ValueError(f"stop_at must lie in 1..{config.steps}, got {stop_at}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: no CUDA GPU is available here")
+
+
+def _start(model, dataset, config, out, device, **folder) -> TrainingRun:
+    """Check the model, the data and the recipe, place the model, set up its optimiser
+    and precision, and only then claim the output folder (``resume``/``overwrite``)."""
     check_fp32(model)
     rank, world, default = distributed_context()
     device = torch.device(device) if device is not None else default
-    if config.batch_size % world:
-        raise ValueError(
-            f"batch_size {config.batch_size} does not split evenly "
-            f"over {world} processes"
-        )
-    if rank == 0:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        if not resume:  # never leave an old run's model beside a new run
-            (Path(out) / "model.pt").unlink(missing_ok=True)
+    check_run(config, len(dataset), world, folder.pop("stop_at"), device)
     model = model.to(device)
     optimizer = adamw(model, config, device)
-    description = run_description(model, config)
-    return TrainingRun(model, optimizer, rank, world, device, Path(out), description)
+    description = run_description(model, config, dataset)
+    run = TrainingRun(model, optimizer, rank, world, device, Path(out), description)
+    run.folder.claim(**folder)
+    return run
 
 
 def _step(run: TrainingRun, features: nn.Module, images, tokens, lr, grad_clip):
@@ -185,6 +211,7 @@ def _step(run: TrainingRun, features: nn.Module, images, tokens, lr, grad_clip):
     gradient norm before clipping), still on the device."""
     with run.autocast:
         image_features, text_features, scale = features(images, tokens)  # [n, E] x 2
+    run.check_temperature(scale)
     # The loss in fp32: the softmax over a large batch is where half precision hurts.
     distributed = run.world > 1
     loss = contrastive_loss(
@@ -207,6 +234,7 @@ def train(
     out: os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
     device: str | torch.device | None = None,
@@ -215,59 +243,66 @@ def train(
     ``config`` says, in one process or in each of W under ``torchrun`` (the batch split
     W ways, the loss gathered across them). Trainable weights must be fp32; frozen ones,
     and the statistics of a BatchNorm whose gain and bias are frozen, stay as they are.
-    ``resume=True`` continues from ``out/checkpoint.pt`` as if the run had never
-    stopped; ``stop_at`` ends the run after that step with a checkpoint. Returns
-    ``{"stopped_at": step}``, or a summary after writing ``out/model.pt``.
+    ``resume=True`` continues the run in ``out`` as if it had never stopped;
+    ``overwrite=True`` replaces a run there; ``stop_at`` ends the run after that step
+    with a checkpoint. Returns ``{"stopped_at": step}``, or a summary after writing
+    ``out/model.pt``.
     """
-    run = _start(model, config, out, resume, device)
-    n = config.batch_size // run.world  # pairs per process
-    sampler = run.sampler(dataset, config.seed, n)
-    step = run.restore_checkpoint() if resume else 0
-    log = run.read_log(step) if resume else []
-    features = run.features(n)
-    model.train()
-    freeze_frozen_batchnorm(model)
-    end = config.steps if stop_at is None else min(stop_at, config.steps)
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        disable=not progress or run.rank != 0,
-        desc="training",
-        unit="step",
-        dynamic_ncols=True,
+    run = _start(
+        model,
+        dataset,
+        config,
+        out,
+        device,
+        resume=resume,
+        overwrite=overwrite,
+        stop_at=stop_at,
     )
-    started = time.perf_counter()
-    for indices in batches(sampler, n, step):
-        if step >= end:
-            break
-        # [n, 3, R, R], [n, L]
-        images, tokens = default_collate([dataset[i] for i in indices])
-        lr = learning_rate(step, config)
-        loss, grad_norm = _step(
-            run,
-            features,
-            images.to(run.device),
-            tokens.to(run.device),
-            lr,
-            config.grad_clip,
+    with run:  # the folder stays locked until the run ends, however it ends
+        n = config.batch_size // run.world  # pairs per process
+        sampler = run.sampler(dataset, config.seed, n)
+        step = run.restore_checkpoint() if resume else 0
+        log = run.read_log(step) if resume else []
+        features = run.features(n)
+        model.train()
+        freeze_frozen_batchnorm(model)
+        end = config.steps if stop_at is None else stop_at
+        bar = tqdm(
+            total=config.steps,
+            initial=step,
+            desc="training",
+            unit="step",
+            disable=not progress or run.rank != 0,
+            dynamic_ncols=True,
         )
-        step += 1
-        if step % config.log_every == 0 or step == config.steps:
-            seconds = time.perf_counter() - started
-            lr = learning_rate(step - 1, config)
-            log.append(run.log_entry(step, loss, grad_norm, lr, seconds))
-            run.write_log(log)
-            bar.set_postfix(
-                loss=f"{log[-1]['loss']:.3f}", scale=f"{log[-1]['logit_scale']:.1f}"
-            )
-        if step % config.checkpoint_every == 0 or step == end:
-            run.save_checkpoint(step)
-        bar.update(1)
-    bar.close()
-    return run.finish(config.steps, step, log, time.perf_counter() - started)
+        started = time.perf_counter()
+        for indices in batches(sampler, n, step):
+            if step >= end:
+                break
+            # [n, 3, R, R], [n, L]
+            images, tokens = default_collate([dataset[i] for i in indices])
+            images, tokens = images.to(run.device), tokens.to(run.device)
+            lr = learning_rate(step, config)
+            loss, grad_norm = _step(run, features, images, tokens, lr, config.grad_clip)
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                seconds = time.perf_counter() - started
+                lr = learning_rate(step - 1, config)
+                log.append(run.log_entry(step, loss, grad_norm, lr, seconds))
+                run.write_log(log)
+                bar.set_postfix(
+                    loss=f"{log[-1]['loss']:.3f}", scale=f"{log[-1]['logit_scale']:.1f}"
+                )
+            if step % config.checkpoint_every == 0 or step == end:
+                run.save_checkpoint(step)
+            bar.update(1)
+        bar.close()
+        return run.finish(config.steps, step, log, time.perf_counter() - started)
 
 
 if __name__ == "__main__":  # python -m clip_ref.train: the command line of clip_ref.cli
-    from clip_ref.cli import main
+    import sys
 
-    main()
+    from clip_ref.cli import run
+
+    sys.exit(run())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -26,19 +27,35 @@ from torch.utils.data import DistributedSampler
 
 from .device import default_device
 from .loss import check_equal_batches
+from .run_folder import RunFolder
 
 __all__ = [
     "NO_LOSS_SCALING",
+    "DivergedError",
     "Features",
+    "ResumeMismatchError",
     "TrainingRun",
-    "atomic_save",
     "batches",
     "check_fp32",
+    "data_fingerprint",
     "distributed_context",
     "freeze_frozen_batchnorm",
     "mixed_precision",
     "run_description",
 ]
+
+# At or below this logit multiplier the softmax over cosines (which lie in [-1, 1]) is
+# nearly uniform: the temperature has collapsed (the paper starts at 1 / 0.07 = 14.3).
+MIN_LOGIT_SCALE = 1.0
+
+
+class DivergedError(RuntimeError):
+    """Training went wrong beyond repair: a non-finite loss or weight, or a collapsed
+    temperature. The run stops; its last checkpoint (of an earlier step) is kept."""
+
+
+class ResumeMismatchError(ValueError):
+    """A resume asked of a folder that holds a different run."""
 
 
 def distributed_context() -> tuple[int, int, torch.device]:
@@ -124,14 +141,6 @@ def freeze_frozen_batchnorm(model: nn.Module) -> None:
                 module.eval()
 
 
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file and rename, so an interruption never leaves a
-    half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class Features(nn.Module):
     """CLIP's forward pass up to the loss: (image features, text features, logit
     multiplier).
@@ -154,14 +163,26 @@ class Features(nn.Module):
         )
 
 
-def run_description(model: nn.Module, config) -> str:
+def data_fingerprint(dataset) -> object:
+    """What identifies the training data: the dataset's own ``fingerprint`` (the toy
+    world's parameters, a CSV file's checksum and image list), else its type and
+    size."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    if fingerprint is not None:
+        return fingerprint
+    return {"type": type(dataset).__qualname__, "items": len(dataset)}
+
+
+def run_description(model: nn.Module, config, dataset=None) -> str:
     """What an exact resume must match, as JSON: the recipe (a dataclass such as
-    :class:`clip_ref.train.TrainConfig`), the architecture and which parameters are
-    frozen."""
+    :class:`clip_ref.train.TrainConfig`), the architecture, which parameters are frozen
+    and the data."""
     description = {
         "train": dataclasses.asdict(config),
         "model": dataclasses.asdict(model.config),
     }
+    if dataset is not None:
+        description["data"] = data_fingerprint(dataset)
     frozen = [
         name for name, param in model.named_parameters() if not param.requires_grad
     ]
@@ -192,6 +213,7 @@ class TrainingRun:
 
     def __post_init__(self):
         self.autocast, self.scaler = mixed_precision(self.device)
+        self._folder = RunFolder(self.out, self.rank)
 
     def features(self, local_batch: int) -> nn.Module:
         """The forward pass the loss needs; across processes, wrapped for DDP."""
@@ -203,16 +225,20 @@ class TrainingRun:
         return features
 
     @property
-    def checkpoint_path(self) -> Path:
-        return self.out / "checkpoint.pt"
-
-    @property
-    def log_path(self) -> Path:
-        return self.out / "log.jsonl"
+    def folder(self) -> RunFolder:
+        return self._folder
 
     def save_checkpoint(self, step: int) -> None:
         """Save what an exact resume needs: weights, AdamW moments, loss scaler, step
-        and every process's RNG state (gathered to process 0, which writes the file)."""
+        and every process's RNG state (gathered to process 0, which writes the file).
+        Weights that are no longer finite are not saved: the run stops instead."""
+        bad = [n for n, p in self.model.named_parameters() if not p.isfinite().all()]
+        if bad:
+            raise DivergedError(
+                f"step {step}: {len(bad)} weights are no longer finite ({bad[0]}, "
+                f"...); the checkpoint of an earlier step in {self.out} is kept. Lower "
+                "the learning rate"
+            )
         rng = torch.get_rng_state()
         if self.world > 1:
             states = [None] * self.world
@@ -231,26 +257,27 @@ class TrainingRun:
                 "device_type": next(self.model.parameters()).device.type,
                 "config": self.description,
             }
-            atomic_save(state, self.checkpoint_path)
+            self.folder.save_checkpoint(state)
 
     def restore_checkpoint(self) -> int:
-        """Load a checkpoint written by the same run; return the step it was taken
-        at."""
-        path = self.checkpoint_path
-        if not path.exists():
-            raise FileNotFoundError(f"resume: no checkpoint at {path}")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if (
-            state["config"] != self.description
-            or state["world_size"] != self.world
-            or state["device_type"] != self.device.type
-        ):
-            raise ValueError(
-                f"{path} was written by a different run ({state['config']}, "
-                f"{state['world_size']} processes on {state['device_type']}); an exact "
-                "resume needs the same settings, process count and kind of device "
-                f"(now: {self.description}, {self.world} processes on "
-                f"{self.device.type})"
+        """Load the newest intact checkpoint of this same run; return its step."""
+        state = self.folder.load_checkpoint(self.device)
+        then = {
+            **json.loads(state["config"]),
+            "processes": state["world_size"],
+            "device": state["device_type"],
+        }
+        now = {
+            **json.loads(self.description),
+            "processes": self.world,
+            "device": self.device.type,
+        }
+        changed = _differences(then, now)
+        if changed:
+            raise ResumeMismatchError(
+                f"{self.out} holds a different run; an exact resume needs the same "
+                "model, data, settings, process count and kind of device. Differences "
+                f"(checkpoint -> now): {'; '.join(changed)}"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -261,15 +288,10 @@ class TrainingRun:
     def read_log(self, upto_step: int) -> list[dict]:
         """The log lines up to ``upto_step``: a resumed run drops the lines of steps
         it will redo."""
-        if not self.log_path.exists():
-            return []
-        text = self.log_path.read_text()
-        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-        return [entry for entry in lines if entry["step"] <= upto_step]
+        return self.folder.read_log(upto_step)
 
     def write_log(self, log: list[dict]) -> None:
-        if self.rank == 0:
-            self.log_path.write_text("".join(json.dumps(e) + "\n" for e in log))
+        self.folder.write_log(log)
 
     def sampler(self, dataset, seed: int, local_batch: int) -> DistributedSampler:
         """This process's shard of a seeded permutation per epoch (one process: a plain
@@ -284,12 +306,27 @@ class TrainingRun:
             )
         return sampler
 
+    def check_temperature(self, scale: torch.Tensor) -> None:
+        """Stop a run whose logit multiplier has collapsed (or is no longer finite).
+        Read only on the CPU, where reading is free; on a GPU it would wait for the GPU
+        every step, so there :meth:`log_entry` checks it every few steps."""
+        if scale.device.type == "cpu":
+            value = scale.item()
+            if not (math.isfinite(value) and value > MIN_LOGIT_SCALE):
+                raise DivergedError(
+                    f"the temperature collapsed: the logit scale is {value} (at most "
+                    f"{MIN_LOGIT_SCALE} the softmax over cosines is nearly uniform); "
+                    f"training diverged. The last checkpoint in {self.out} is kept; "
+                    "lower the learning rate"
+                )
+
     def log_entry(self, step, loss, grad_norm, lr: float, seconds: float) -> dict:
-        """A log line; the loss is the whole batch's (the processes' mean)."""
+        """A log line; the loss is the whole batch's (the processes' mean). A loss or
+        temperature gone wrong stops the run here, where the values are read anyway."""
         if self.world > 1:
             dist.all_reduce(loss)
             loss /= self.world
-        return {
+        entry = {
             "step": step,
             "loss": round(loss.item(), 6),
             "lr": lr,
@@ -297,6 +334,22 @@ class TrainingRun:
             "logit_scale": round(self.model.logit_scale.exp().item(), 6),
             "seconds": round(seconds, 3),
         }
+        if not (math.isfinite(entry["loss"]) and math.isfinite(entry["grad_norm"])):
+            problem = (
+                f"the loss is {entry['loss']} (gradient norm {entry['grad_norm']})"
+            )
+        elif not entry["logit_scale"] > MIN_LOGIT_SCALE:
+            problem = (
+                f"the temperature collapsed: the logit scale is "
+                f"{entry['logit_scale']} (at most {MIN_LOGIT_SCALE} the softmax "
+                "over cosines is nearly uniform)"
+            )
+        else:
+            return entry
+        raise DivergedError(
+            f"step {step}: {problem}; training diverged. The last checkpoint in "
+            f"{self.out} is of an earlier step; lower the learning rate (it was {lr:g})"
+        )
 
     def finish(self, steps: int, step: int, log: list[dict], seconds: float) -> dict:
         """Save the trained model and summarise the run, or say where it stopped."""
@@ -320,6 +373,25 @@ class TrainingRun:
 
     def save_model(self) -> None:
         """Write the trained weights, as an OpenAI-format state dict, to model.pt."""
-        if self.rank == 0:
-            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-            atomic_save(weights, self.out / "model.pt")
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        self.folder.save_model(weights)
+
+    # the folder is locked from _start's claim until the run ends, however it ends
+    def __enter__(self) -> TrainingRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.folder.release()
+
+
+def _differences(then: dict, now: dict, where: str = "") -> list[str]:
+    """``path: old -> new`` for every leaf that differs between two nested dicts."""
+    found = []
+    for key in sorted(set(then) | set(now), key=str):
+        a, b = then.get(key, "(absent)"), now.get(key, "(absent)")
+        name = f"{where}.{key}" if where else str(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, name)
+        elif a != b:
+            found.append(f"{name}: {json.dumps(a)} -> {json.dumps(b)}")
+    return found

@@ -544,9 +544,13 @@ def test_command_line_end_to_end(tmp_path):
     assert (out / "model.pt").exists() and (out / "log.jsonl").exists()
 
 
-def test_a_fresh_run_removes_an_old_runs_results(tmp_path):
+def test_a_fresh_run_replaces_an_old_runs_results_only_when_told_to(tmp_path):
     (tmp_path / "metrics.json").write_text('{"heldout_top1": 1.0}')
-    assert train_toy(TINY, tmp_path, progress=False, stop_at=1) == {"stopped_at": 1}
+    with pytest.raises(RuntimeError, match="holds a run"):
+        train_toy(TINY, tmp_path, progress=False, stop_at=1)
+    assert (tmp_path / "metrics.json").exists()
+    stopped = train_toy(TINY, tmp_path, progress=False, stop_at=1, overwrite=True)
+    assert stopped == {"stopped_at": 1}
     assert not (tmp_path / "metrics.json").exists()
 
 

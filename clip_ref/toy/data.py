@@ -391,6 +391,20 @@ class ToyCaptions(torch.utils.data.Dataset):
             style,
         )
         self.shift = shift
+        # What identifies these pairs, for a resumed training run (clip_ref.train).
+        self.fingerprint = {
+            "toy_world": {
+                "split": split,
+                "size": size,
+                "seed": seed,
+                "resolution": resolution,
+                "context_length": context_length,
+                "label_captions": label_captions,
+                "style": style,
+                "shift": shift,
+                "one_template": one_template,
+            }
+        }
         g = torch.Generator().manual_seed(seed * len(SPLITS) + _SPLIT_STREAM[split])
 
         combos = list(HELD_OUT if split == "heldout" else SEEN)

@@ -148,21 +148,20 @@ def train_toy(
     out: os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
     device: str | torch.device | None = None,
 ) -> dict:
     """Train the toy CLIP as ``run`` says into ``out``; return its metrics, also written
-    to ``out/metrics.json``.
+    to ``out/metrics.json``. ``resume`` and ``overwrite`` are
+    :func:`clip_ref.train.train`'s.
 
     Metrics: zero-shot top-1 on held-out and seen combinations, chance, the run itself
     and the training summary of :func:`clip_ref.train.train`. ``{"stopped_at": step}``
     when ``stop_at`` ends the run early.
     """
     out = Path(out)
-    # never leave an old run's results beside a new run
-    if not resume and (out / "metrics.json").exists():
-        (out / "metrics.json").unlink()
     torch.manual_seed(run.train.seed)  # the same initial weights in every process
     model = CLIP(run.model)
     summary = train(
@@ -171,6 +170,7 @@ def train_toy(
         run.train,
         out,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
         stop_at=stop_at,
         device=device,
@@ -218,6 +218,9 @@ def trained_toy_clip(
         and (device.type != "cpu" or metrics.get("threads") == torch.get_num_threads())
     )
     if not reusable:
-        metrics = train_toy(run, run_dir, progress=progress, device=device)
+        # the chapters' cache: a run that is not this one is replaced
+        metrics = train_toy(
+            run, run_dir, overwrite=True, progress=progress, device=device
+        )
     model = build_model(torch.load(weights_path, map_location="cpu", weights_only=True))
     return model.to(device).eval(), metrics
