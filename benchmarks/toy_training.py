@@ -47,6 +47,7 @@ def run_once(out: Path, threads: int, preset: str) -> dict:
         "--threads",
         str(threads),
         "--no-progress",
+        "--overwrite",  # a benchmark run replaces its own earlier output
     ]
     # The CPU kernels capped at AVX2 (tests/cpu_kernels.py), as for the tests and
     # the chapters' stored outputs.

@@ -55,6 +55,17 @@ def pytest_collection_modifyitems(session, config, items):
     _REHEARSAL["counts"] = rehearse_items(items, folder)
 
 
+@pytest.fixture(scope="session")
+def stand_in_cache(tmp_path_factory) -> Path:
+    """The folder of the rehearsal's stand-in weights: the nbval run's own when it runs
+    (so the stand-ins are built once), else a temporary one."""
+    if "folder" in _REHEARSAL:
+        cache = _REHEARSAL["folder"] / "clip-weights"
+        cache.mkdir(parents=True, exist_ok=True)
+        return cache
+    return tmp_path_factory.mktemp("clip-weights")
+
+
 def pytest_terminal_summary(terminalreporter):
     if "counts" in _REHEARSAL:
         cells, chapters = _REHEARSAL["counts"]

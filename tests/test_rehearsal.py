@@ -44,7 +44,7 @@ def test_the_chapters_have_cells_to_rehearse():
 
 @pytest.mark.slow
 def test_stand_ins_have_the_released_image_depth_and_load_through_the_real_path(
-    tmp_path, monkeypatch
+    stand_in_cache, monkeypatch
 ):
     import clip_ref
 
@@ -56,13 +56,15 @@ def test_stand_ins_have_the_released_image_depth_and_load_through_the_real_path(
         }
     )
     assert names, "no chapter names a released model"
-    checksums = build_cache(tmp_path, names)
+    checksums = build_cache(stand_in_cache, names)
     monkeypatch.setenv("CLIP_REF_OFFLINE", "1")
     for name, sha256 in checksums.items():
         monkeypatch.setitem(
             RELEASED, name, dataclasses.replace(RELEASED[name], sha256=sha256)
         )
-        model, preprocess = clip_ref.load(name, device="cpu", download_root=tmp_path)
+        model, preprocess = clip_ref.load(
+            name, device="cpu", download_root=stand_in_cache
+        )
         released = CLIPConfig.from_name(name)
         assert model.config.vision_layers == released.vision_layers, name
         assert model.config.transformer_layers == 1, name
