@@ -80,9 +80,8 @@ def measure(name: str, batch: int, rounds: int, device: torch.device) -> list:
 def table(rows: list, batch: int, device: torch.device, rounds: int) -> str:
     lines = [
         f"Encoder throughput, fp32, batch {batch}, {device.type}, "
-        f"{torch.get_num_threads()} threads, "
-        f"median of {rounds} alternating rounds; torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, median of {rounds} alternating rounds; "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"{datetime.date.today().isoformat()}.",
         "",
         "| model | encoder | clip_ref (items/s) | open_clip (items/s) | OpenAI "
@@ -92,8 +91,8 @@ def table(rows: list, batch: int, device: torch.device, rounds: int) -> str:
     for name, encoder, throughput, ratio in rows:
         lines.append(
             f"| {name} | {encoder} | {throughput['clip_ref']:.1f} | "
-            f"{throughput['open_clip']:.1f} | "
-            f"{throughput['OpenAI']:.1f} | {ratio:.2f} |"
+            f"{throughput['open_clip']:.1f} | {throughput['OpenAI']:.1f} | {ratio:.2f} "
+            "|"
         )
     return "\n".join(lines) + "\n"
 

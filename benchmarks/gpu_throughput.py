@@ -149,9 +149,8 @@ def benchmark(name, args, device, generator) -> list:
                 )
                 print(
                     f"{name:9} {dtype_name} {mode:8} {encoder:5} clip_ref "
-                    f"{throughput['clip_ref']:9.0f}/s  "
-                    f"open_clip {throughput['open_clip']:9.0f}/s  ratio "
-                    f"{rows[-1]['ratio']:.3f}  "
+                    f"{throughput['clip_ref']:9.0f}/s  open_clip "
+                    f"{throughput['open_clip']:9.0f}/s  ratio {rows[-1]['ratio']:.3f}  "
                     f"(features differ by {error:.1e})",
                     flush=True,
                 )
@@ -172,22 +171,21 @@ def table(rows, device, args) -> str:
     lines = [
         f"# GPU encoder throughput: clip_ref vs open_clip (batch {args.batch_size})",
         "",
-        f"Device: {card}; torch {torch.__version__}, CUDA "
-        f"{torch.version.cuda}, open_clip {open_clip.__version__}. "
-        f"Median of {args.repeats} alternating repeats of {args.iterations} "
-        f"calls after {args.warmup} warm-up calls; "
-        "same random weights in both; ratio = clip_ref / open_clip (above 1.0: "
-        "clip_ref faster).",
+        f"Device: {card}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"open_clip {open_clip.__version__}. Median of {args.repeats} alternating "
+        f"repeats of {args.iterations} calls after {args.warmup} warm-up calls; same "
+        "random weights in both; ratio = clip_ref / open_clip (above 1.0: clip_ref "
+        "faster).",
         "",
-        "| model | dtype | mode | encoder | clip_ref (items/s) | open_clip "
-        "(items/s) | ratio | feature rel. error |",
+        "| model | dtype | mode | encoder | clip_ref (items/s) | open_clip (items/s) | "
+        "ratio | feature rel. error |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['dtype']} | {r['mode']} | {r['encoder']} | "
-            f"{r['clip_ref']:.0f} | "
-            f"{r['open_clip']:.0f} | {r['ratio']:.3f} | {r['rel_error']:.1e} |"
+            f"{r['clip_ref']:.0f} | {r['open_clip']:.0f} | {r['ratio']:.3f} | "
+            f"{r['rel_error']:.1e} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -211,8 +209,8 @@ def main(argv=None) -> list:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(
-            "no CUDA GPU here: this benchmark measures GPU throughput "
-            "(--device cpu only smoke-tests it)"
+            "no CUDA GPU here: this benchmark measures GPU throughput (--device cpu "
+            "only smoke-tests it)"
         )
     generator = torch.Generator().manual_seed(0)
     rows = []

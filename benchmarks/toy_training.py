@@ -89,15 +89,13 @@ def main() -> None:
 
     print(
         f"toy CLIP training benchmark: preset {args.preset}, {args.threads} threads, "
-        f"{os.cpu_count()} CPUs "
-        f"({platform.processor() or platform.machine()}), torch "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch "
         f"{torch.__version__}"
     )
     print()
     print(
-        "| run | wall (s) | training loop (s) | held-out top-1 | seen top-1 | "
-        "chance | load avg before/after |"
-        " target met |"
+        "| run | wall (s) | training loop (s) | held-out top-1 | seen top-1 | chance | "
+        "load avg before/after | target met |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs):
@@ -106,16 +104,14 @@ def main() -> None:
         )
         print(
             f"| {i} | {r['wall_seconds']:.1f} | {r['train_seconds']:.1f} | "
-            f"{100 * r['heldout_top1']:.1f}% | "
-            f"{100 * r['seen_top1']:.1f}% | {100 * r['chance']:.1f}% | "
-            f"{r['load_before']:.1f} / "
+            f"{100 * r['heldout_top1']:.1f}% | {100 * r['seen_top1']:.1f}% | "
+            f"{100 * r['chance']:.1f}% | {r['load_before']:.1f} / "
             f"{r['load_after']:.1f} | {'yes' if met else 'no'} |"
         )
     print()
     print(
         f"target: wall <= {TARGET_SECONDS:.0f} s and held-out top-1 >= "
-        f"{100 * TARGET_HELDOUT:.0f}% "
-        "(among all shape-colour combinations)"
+        f"{100 * TARGET_HELDOUT:.0f}% (among all shape-colour combinations)"
     )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

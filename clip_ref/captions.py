@@ -175,13 +175,13 @@ class CSVCaptions(torch.utils.data.Dataset):
             hint = ""
             if len(header) == 1 and delimiter == ",":
                 hint = (
-                    " (if the file separates columns with tabs, pass "
-                    "delimiter='\\t' or --csv-separator)"
+                    " (if the file separates columns with tabs, pass delimiter='\\t' "
+                    "or --csv-separator)"
                 )
             raise ValueError(
-                f"{self.path} has no column "
-                f"{' or '.join(map(repr, missing))}: its header "
-                f"names {header}; expected the columns {', '.join(COLUMNS)}{hint}"
+                f"{self.path} has no column {' or '.join(map(repr, missing))}: its "
+                f"header names {header}; expected the columns "
+                f"{', '.join(COLUMNS)}{hint}"
             )
         where = [header.index(name) for name in COLUMNS]
         for line, fields in rows:
@@ -271,17 +271,15 @@ class CSVCaptions(torch.utils.data.Dataset):
             first = too_long[0]
             raise ValueError(
                 f"{self.path}, line {self.lines[first]}: the caption "
-                f"{self.captions[first][:60]!r} "
-                f"is longer than the model's {context_length} tokens "
-                f"({len(too_long)} captions "
-                "are); shorten them, or pass truncate=True to keep their first tokens"
+                f"{self.captions[first][:60]!r} is longer than the model's "
+                f"{context_length} tokens ({len(too_long)} captions are); shorten "
+                "them, or pass truncate=True to keep their first tokens"
             )
         if too_long:
             warnings.warn(
-                f"{len(too_long)} of the {len(self.captions)} captions in "
-                f"{self.path} are longer than "
-                f"{context_length} tokens and were cut to fit (the first on line "
-                f"{self.lines[too_long[0]]})",
+                f"{len(too_long)} of the {len(self.captions)} captions in {self.path} "
+                f"are longer than {context_length} tokens and were cut to fit (the "
+                f"first on line {self.lines[too_long[0]]})",
                 stacklevel=3,
             )
         return tokenizer.tokenize(

@@ -84,9 +84,9 @@ def checkpoint_format(path) -> str:
     if head[:1] == b"\x80":
         return "torch"
     raise CheckpointError(
-        f"{path}: not a checkpoint this package can read (expected a "
-        "TorchScript archive, "
-        f"a safetensors file or a torch.save state dict; the file starts with {head!r})"
+        f"{path}: not a checkpoint this package can read (expected a TorchScript "
+        "archive, a safetensors file or a torch.save state dict; the file starts with "
+        f"{head!r})"
     )
 
 
@@ -140,8 +140,8 @@ def _read_torch_save(path: str) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise CheckpointError(
-            f"{path}: expected a state dict (a mapping of names to tensors), "
-            f"got {type(obj).__name__}"
+            f"{path}: expected a state dict (a mapping of names to tensors), got "
+            f"{type(obj).__name__}"
         )
     return dict(obj)
 
@@ -161,9 +161,8 @@ def _check_names(
         unprefixed = [k for k in state_dict if not k.startswith(strip_prefix)]
         if unprefixed:
             raise CheckpointError(
-                f"{path}: strip_prefix={strip_prefix!r} given, but "
-                f"{len(unprefixed)} names "
-                f"lack it, e.g. {unprefixed[0]!r}"
+                f"{path}: strip_prefix={strip_prefix!r} given, but {len(unprefixed)} "
+                f"names lack it, e.g. {unprefixed[0]!r}"
             )
         return {k[len(strip_prefix) :]: v for k, v in state_dict.items()}
     if all(k.startswith("module.") for k in state_dict):
@@ -183,9 +182,8 @@ def _archive_root(archive: zipfile.ZipFile, path: str) -> str:
     roots = {name.split("/", 1)[0] for name in archive.namelist() if "/" in name}
     if len(roots) != 1 or f"{next(iter(roots))}/data.pkl" not in archive.namelist():
         raise CheckpointError(
-            f"{path}: a zip file, but not a PyTorch archive (expected one "
-            "top-level folder "
-            f"holding data.pkl; found folders {sorted(roots)[:5]})"
+            f"{path}: a zip file, but not a PyTorch archive (expected one top-level "
+            f"folder holding data.pkl; found folders {sorted(roots)[:5]})"
         )
     return roots.pop()
 
@@ -241,8 +239,8 @@ class _ScriptObject:
     def __new__(cls, *args):
         if args:
             raise UnsafeCheckpointError(
-                f"{cls.qualified_name} was constructed with arguments; "
-                "TorchScript archives construct objects without any"
+                f"{cls.qualified_name} was constructed with arguments; TorchScript "
+                "archives construct objects without any"
             )
         obj = super().__new__(cls)
         obj.attributes = None
@@ -288,8 +286,8 @@ def _rebuild_tensor(
         )
     if backward_hooks or metadata:
         raise CheckpointError(
-            f"the tensor in storage {storage.key} carries hooks or metadata; "
-            "a checkpoint of weights has neither"
+            f"the tensor in storage {storage.key} carries hooks or metadata; a "
+            "checkpoint of weights has neither"
         )
     itemsize = torch.empty((), dtype=storage.dtype).element_size()
     if all(size):  # a non-empty tensor must lie inside its storage
@@ -352,8 +350,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self.classes[qualified]
         raise UnsafeCheckpointError(
             f"{self.path}: refused to load: its data.pkl asks for {module}.{name}, "
-            "which rebuilding tensors does not need. The file may be malicious or "
-            "not a checkpoint of weights; nothing from it was run."
+            "which rebuilding tensors does not need. The file may be malicious or not "
+            "a checkpoint of weights; nothing from it was run."
         )
 
     def persistent_load(self, pid):
@@ -390,11 +388,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         expected = numel * torch.empty((), dtype=storage_type.dtype).element_size()
         if data.nbytes() != expected:
             raise CheckpointError(
-                f"{self.path}: record data/{key} has {data.nbytes()} bytes, "
-                "but data.pkl "
-                f"declares {numel} elements of {storage_type.dtype} "
-                f"({expected} bytes); "
-                "the file is truncated or corrupt"
+                f"{self.path}: record data/{key} has {data.nbytes()} bytes, but "
+                f"data.pkl declares {numel} elements of {storage_type.dtype} "
+                f"({expected} bytes); the file is truncated or corrupt"
             )
         return _Storage(data, storage_type.dtype, key)
 
@@ -474,8 +470,8 @@ def read_torchscript_state_dict(path) -> dict[str, torch.Tensor]:
             order = archive.read(f"{root}/byteorder").decode("ascii", "replace").strip()
             if order != "little":
                 raise CheckpointError(
-                    f"{path}: the archive's tensors are stored {order}-endian; "
-                    "only little-endian archives are supported"
+                    f"{path}: the archive's tensors are stored {order}-endian; only "
+                    "little-endian archives are supported"
                 )
         with archive.open(f"{root}/data.pkl") as f:
             unpickler = _RestrictedUnpickler(f, archive, root, path)
@@ -491,8 +487,8 @@ def read_torchscript_state_dict(path) -> dict[str, torch.Tensor]:
                 ) from None
         if not isinstance(tree, _ScriptObject):
             raise CheckpointError(
-                f"{path}: data.pkl holds {type(tree).__name__}, not a "
-                "TorchScript module"
+                f"{path}: data.pkl holds {type(tree).__name__}, not a TorchScript "
+                "module"
             )
         declarations: dict[str, _ClassDeclaration] = {}
 
@@ -505,8 +501,8 @@ def read_torchscript_state_dict(path) -> dict[str, torch.Tensor]:
 
         if not declaration(tree).is_module:
             raise CheckpointError(
-                f"{path}: the archive's top object {tree.qualified_name} is "
-                "not a module"
+                f"{path}: the archive's top object {tree.qualified_name} is not a "
+                "module"
             )
         state_dict: dict[str, torch.Tensor] = {}
         _collect(tree, "", declaration, state_dict, path, ancestors=())

@@ -54,8 +54,8 @@ def _parse_args(argv=None) -> argparse.Namespace:
     what.add_argument(
         "--data",
         metavar="CSV",
-        help="with --init: the image-caption pairs, a CSV file with "
-        "the columns filepath (relative to the CSV's folder) and caption",
+        help="with --init: the image-caption pairs, a CSV file with the columns "
+        "filepath (relative to the CSV's folder) and caption",
     )
     what.add_argument(
         "--csv-separator",
@@ -105,8 +105,8 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup-steps",
         type=int,
-        help="learning-rate warm-up steps (default: the preset's; "
-        "fine-tuning: a tenth of the steps)",
+        help="learning-rate warm-up steps (default: the preset's; fine-tuning: a tenth "
+        "of the steps)",
     )
     parser.add_argument(
         "--train-size",
@@ -138,18 +138,18 @@ def _parse_args(argv=None) -> argparse.Namespace:
     if args.init is not None:
         if args.preset is not None:
             parser.error(
-                "--init fine-tunes a given model and --preset trains a toy "
-                "CLIP from scratch; pass one"
+                "--init fine-tunes a given model and --preset trains a toy CLIP from "
+                "scratch; pass one"
             )
         if args.data is None:
             parser.error(
-                "--init needs --data, the CSV file of image-caption pairs to "
-                "fine-tune on"
+                "--init needs --data, the CSV file of image-caption pairs to fine-tune "
+                "on"
             )
         if args.train_size is not None:
             parser.error(
-                "--train-size sets the size of a toy preset; with --init the "
-                "CSV file sets the data"
+                "--train-size sets the size of a toy preset; with --init the CSV file "
+                "sets the data"
             )
     else:
         for flag, value in (
@@ -160,8 +160,8 @@ def _parse_args(argv=None) -> argparse.Namespace:
         ):
             if value:
                 parser.error(
-                    f"{flag} is for fine-tuning: pass --init with the model to "
-                    "start from"
+                    f"{flag} is for fine-tuning: pass --init with the model to start "
+                    "from"
                 )
     for flag, least in (
         ("steps", 1),

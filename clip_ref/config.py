@@ -187,9 +187,8 @@ def _count_blocks(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
 def _shape(state_dict, key):
     if key not in state_dict:
         raise StateDictMismatchError(
-            f"cannot infer the architecture: key {key!r} is missing "
-            f"(the state dict has {len(state_dict)} keys, e.g. "
-            f"{sorted(state_dict)[:5]})"
+            f"cannot infer the architecture: key {key!r} is missing (the state dict "
+            f"has {len(state_dict)} keys, e.g. {sorted(state_dict)[:5]})"
         )
     return tuple(state_dict[key].shape)
 

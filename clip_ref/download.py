@@ -175,16 +175,15 @@ def download(
         _remove(target)
         if not offline:
             warnings.warn(
-                f"{target} was corrupt (SHA256 {actual}, expected {expected}); "
-                "deleted it and "
-                "downloading it again",
+                f"{target} was corrupt (SHA256 {actual}, expected {expected}); deleted "
+                "it and downloading it again",
                 stacklevel=2,
             )
         else:
             raise OfflineError(
-                f"offline mode: the cached {target} was corrupt (SHA256 "
-                f"{actual}, expected "
-                f"{expected}) and has been deleted. {_how_to_fetch(url, target)}"
+                f"offline mode: the cached {target} was corrupt (SHA256 {actual}, "
+                f"expected {expected}) and has been deleted. "
+                f"{_how_to_fetch(url, target)}"
             )
     if offline:
         raise OfflineError(
@@ -225,10 +224,9 @@ def _how_to_fetch(url: str, target: str) -> str:
         "for a released model"
     )
     return (
-        f"On a machine with internet access, download {url} ({command}) and "
-        f"copy it to {target}, or set "
-        f"{CACHE_ENV} to the folder holding it; or turn offline mode off "
-        f"(unset {OFFLINE_ENV})."
+        f"On a machine with internet access, download {url} ({command}) and copy it to "
+        f"{target}, or set {CACHE_ENV} to the folder holding it; or turn offline mode "
+        f"off (unset {OFFLINE_ENV})."
     )
 
 
@@ -271,14 +269,12 @@ def _fetch(url: str, expected: str, target: str, progress: bool, timeout: float)
         actual = digest.hexdigest()
         if actual != expected:
             raise ChecksumError(
-                f"downloaded {url}, but its SHA256 is {actual}, not the "
-                f"expected {expected}; the download "
-                "has been deleted. A proxy or login page may have answered "
-                "instead of the server, or the file "
-                "on the server differs from the one published. Try again "
-                "later; if it persists, fetch the "
-                "file by hand and compare `sha256sum` with the expected value, "
-                "or use source='hf'."
+                f"downloaded {url}, but its SHA256 is {actual}, not the expected "
+                f"{expected}; the download has been deleted. A proxy or login page may "
+                "have answered instead of the server, or the file on the server "
+                "differs from the one published. Try again later; if it persists, "
+                "fetch the file by hand and compare `sha256sum` with the expected "
+                "value, or use source='hf'."
             )
         # atomic: readers see the old state or the complete verified file
         os.replace(temporary, target)
@@ -371,8 +367,7 @@ def download_weights(
         if not offline:
             warnings.warn(
                 f"could not fetch OpenAI's {release.filename} ({err}); using "
-                "open_clip's mirror "
-                f"{release.hf_repo} on the Hugging Face Hub instead",
+                f"open_clip's mirror {release.hf_repo} on the Hugging Face Hub instead",
                 stacklevel=2,
             )
         return path

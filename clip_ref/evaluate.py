@@ -157,10 +157,9 @@ def accuracy(
     num_classes = classifier.shape[1]
     if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(
-            f"targets range over {int(targets.min())}..{int(targets.max())}, "
-            "but the classifier has "
-            f"{num_classes} classes: the dataset's class indices do not match "
-            "the class names"
+            f"targets range over {int(targets.min())}..{int(targets.max())}, but the "
+            f"classifier has {num_classes} classes: the dataset's class indices do not "
+            "match the class names"
         )
     weights = classifier.float().cpu()
     correct = dict.fromkeys(topk, 0)
@@ -210,8 +209,8 @@ def _numbered_classes(directory: str) -> tuple[list[str], dict[str, int]]:
     if any(numeric) and not all(numeric):
         odd = [name for name, is_number in zip(names, numeric) if not is_number][:5]
         raise ValueError(
-            f"{directory} mixes numbered class folders with named ones "
-            f"({odd}); the class indices are ambiguous"
+            f"{directory} mixes numbered class folders with named ones ({odd}); the "
+            "class indices are ambiguous"
         )
     # ImageNet-1k layout: WordNet ids, whose sorted order is the class order
     if not all(numeric):
@@ -219,8 +218,8 @@ def _numbered_classes(directory: str) -> tuple[list[str], dict[str, int]]:
     indices = {name: int(name) for name in names}
     if len(set(indices.values())) != len(indices):
         raise ValueError(
-            f"{directory} has two folders for the same class number (e.g. '7' "
-            "and '007')"
+            f"{directory} has two folders for the same class number (e.g. '7' and "
+            "'007')"
         )
     names.sort(key=int)
     return names, indices

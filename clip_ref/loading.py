@@ -97,6 +97,6 @@ def _locate(name_or_path, download_root, source, offline, progress) -> str:
     if os.path.isfile(path):
         return path
     raise FileNotFoundError(
-        f"{name_or_path!r} is neither a released model ({', '.join(RELEASED)}) "
-        "nor an existing checkpoint file"
+        f"{name_or_path!r} is neither a released model ({', '.join(RELEASED)}) nor an "
+        "existing checkpoint file"
     )

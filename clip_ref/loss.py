@@ -104,15 +104,13 @@ def _check_logit_scale(logit_scale: torch.Tensor | float) -> torch.Tensor | floa
     if not math.isfinite(value) or value <= 0:
         raise ValueError(
             "logit_scale is the positive multiplier exp(t) of the logits, got "
-            f"{value}; "
-            "pass model.logit_scale.exp(), not the raw log-parameter"
+            f"{value}; pass model.logit_scale.exp(), not the raw log-parameter"
         )
     if value > MAX_LOGIT_SCALE * (1 + _SCALE_TOLERANCE):
         raise ValueError(
-            f"logit_scale = {value:.4g} exceeds {MAX_LOGIT_SCALE:g}: the paper "
-            "clips the multiplier at 100; "
-            "clamp the log-parameter at ln(100) after each optimiser step (see "
-            "clip_ref.train)"
+            f"logit_scale = {value:.4g} exceeds {MAX_LOGIT_SCALE:g}: the paper clips "
+            "the multiplier at 100; clamp the log-parameter at ln(100) after each "
+            "optimiser step (see clip_ref.train)"
         )
     return logit_scale.reshape(()) if torch.is_tensor(logit_scale) else value
 
@@ -134,8 +132,8 @@ def check_equal_batches(n: int, device: torch.device | str = "cpu") -> None:
     if any(int(s) != n for s in sizes):
         raise ValueError(
             "every process must hold the same number of pairs, got "
-            f"{[int(s) for s in sizes]}; "
-            "use a DistributedSampler and drop the last incomplete batch"
+            f"{[int(s) for s in sizes]}; use a DistributedSampler and drop the last "
+            "incomplete batch"
         )
 
 
@@ -147,9 +145,8 @@ def _check_features(image_features: torch.Tensor, text_features: torch.Tensor) -
         )
     if image_features.shape != text_features.shape:
         raise ValueError(
-            "image and text features must pair up row by row with the same "
-            "embedding size, got "
-            f"{tuple(image_features.shape)} and {tuple(text_features.shape)}"
+            "image and text features must pair up row by row with the same embedding "
+            f"size, got {tuple(image_features.shape)} and {tuple(text_features.shape)}"
         )
     if image_features.shape[0] == 0:
         raise ValueError(
@@ -225,10 +222,9 @@ def contrastive_loss(
 
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError(
-            "contrastive_loss(distributed=True) needs an initialised "
-            "torch.distributed process group "
-            "(torch.distributed.init_process_group, e.g. under torchrun); use "
-            "distributed=False in one process"
+            "contrastive_loss(distributed=True) needs an initialised torch.distributed "
+            "process group (torch.distributed.init_process_group, e.g. under "
+            "torchrun); use distributed=False in one process"
         )
     n = image_features.shape[0]
     image_all = all_gather_with_grad(image_features)  # (W*n, E), in rank order

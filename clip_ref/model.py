@@ -123,8 +123,8 @@ class CLIP(nn.Module):
         resolution = self.visual.input_resolution
         if image.ndim != 4 or tuple(image.shape[1:]) != (3, resolution, resolution):
             raise ValueError(
-                f"expected images of shape [B, 3, {resolution}, {resolution}], "
-                f"got {list(image.shape)}"
+                f"expected images of shape [B, 3, {resolution}, {resolution}], got "
+                f"{list(image.shape)}"
             )
         return self.visual(image.to(self.dtype))
 
@@ -205,8 +205,8 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
             implied = implied_by_shapes[key]
             if value != implied:
                 raise StateDictMismatchError(
-                    f"the entry {key}={value} contradicts the tensor shapes, "
-                    f"which imply {key}={implied}"
+                    f"the entry {key}={value} contradicts the tensor shapes, which "
+                    f"imply {key}={implied}"
                 )
 
     # Build without allocating or initialising weights, then take the checkpoint's
@@ -216,8 +216,8 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
     problems = _fit_report(model, tensors)
     if problems:
         raise StateDictMismatchError(
-            "the state dict does not fit the architecture it implies "
-            f"({config}):\n" + "\n".join(problems)
+            f"the state dict does not fit the architecture it implies ({config}):\n"
+            + "\n".join(problems)
         )
     tensors = {
         k: v.detach().to(

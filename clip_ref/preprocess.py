@@ -131,17 +131,15 @@ def _int32_to_8bit(image: Image.Image) -> Image.Image:
     low, high = int(values.min()), int(values.max())
     if low < 0 or high > 65535:
         raise ValueError(
-            f"mode 'I' image has values in [{low}, {high}], outside the 16-bit "
-            "range [0, 65535]; "
-            "scale it to 8 bits yourself and pass an 'L' or 'RGB' image"
+            f"mode 'I' image has values in [{low}, {high}], outside the 16-bit range "
+            "[0, 65535]; scale it to 8 bits yourself and pass an 'L' or 'RGB' image"
         )
     if high <= 255:
         raise ValueError(
-            f"mode 'I' image has all values in [{low}, {high}]: it could be "
-            "8-bit data or a nearly "
-            "black 16-bit image, and the two cannot be told apart. Convert it "
-            "yourself: "
-            "image.convert('L') for 8-bit data, or scale 16-bit data by 1/257"
+            f"mode 'I' image has all values in [{low}, {high}]: it could be 8-bit data "
+            "or a nearly black 16-bit image, and the two cannot be told apart. "
+            "Convert it yourself: image.convert('L') for 8-bit data, or scale 16-bit "
+            "data by 1/257"
         )
     return _16bit_to_8bit(values)
 
@@ -185,9 +183,9 @@ def prepare_image(image: Image.Image) -> Image.Image:
         return _int32_to_8bit(image)
     if mode == "F":
         raise ValueError(
-            "mode 'F' (32-bit float) images have no agreed value range; scale "
-            "to 8 bits yourself, "
-            "e.g. Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8))"
+            "mode 'F' (32-bit float) images have no agreed value range; scale to 8 "
+            "bits yourself, e.g. Image.fromarray((np.clip(a, 0, 1) * "
+            "255).round().astype(np.uint8))"
         )
     raise ValueError(f"unsupported image mode {mode!r}")
 
@@ -249,14 +247,11 @@ def resize_and_center_crop(image: Image.Image, n_px: int) -> Image.Image:
     aspect = max(width, height) / min(width, height)
     if aspect > MAX_ASPECT_RATIO:
         raise ValueError(
-            f"image is {width} x {height} pixels, aspect ratio {aspect:.1f}:1, "
-            "more than "
-            f"MAX_ASPECT_RATIO = {MAX_ASPECT_RATIO:g}:1; resizing its shorter "
-            f"side to {n_px} would "
-            "build a "
-            f"{' x '.join(map(str, _resized_size(width, height, n_px)))} "
-            "image. "
-            "Crop the part you want to classify first"
+            f"image is {width} x {height} pixels, aspect ratio {aspect:.1f}:1, more "
+            f"than MAX_ASPECT_RATIO = {MAX_ASPECT_RATIO:g}:1; resizing its shorter "
+            f"side to {n_px} would build a "
+            f"{' x '.join(map(str, _resized_size(width, height, n_px)))} image. Crop "
+            "the part you want to classify first"
         )
     new_width, new_height = _resized_size(width, height, n_px)
     if (new_width, new_height) != (width, height):

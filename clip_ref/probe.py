@@ -121,8 +121,8 @@ def linear_probe(
     missing = sorted(set(range(num_classes)) - set(y.unique().tolist()))
     if missing:
         raise ValueError(
-            f"classes {missing} have no training example; train_labels must "
-            f"cover 0 .. {num_classes - 1}"
+            f"classes {missing} have no training example; train_labels must cover 0 .. "
+            f"{num_classes - 1}"
         )
     if num_classes < 2:
         raise ValueError(
@@ -146,8 +146,8 @@ def linear_probe(
 
     if val_features is None or val_labels is None:
         raise ValueError(
-            "no l2 and no validation split: give l2, or val_features and "
-            "val_labels to choose it"
+            "no l2 and no validation split: give l2, or val_features and val_labels to "
+            "choose it"
         )
     vx = _as_features(val_features, "val_features")
     vy = _as_labels(val_labels, "val_labels", vx)
@@ -162,8 +162,8 @@ def linear_probe(
         )
     if int(vy.max()) >= num_classes:
         raise ValueError(
-            f"val_labels hold class {int(vy.max())}, but the training classes "
-            f"are 0 .. {num_classes - 1}"
+            f"val_labels hold class {int(vy.max())}, but the training classes are 0 .. "
+            f"{num_classes - 1}"
         )
     return _checked(_choose_l2(x, y, vx, vy, num_classes))
 
@@ -192,13 +192,13 @@ def _as_labels(labels, name: str, features: torch.Tensor) -> torch.Tensor:
         )
     if len(labels) != len(features):
         raise ValueError(
-            f"{name} has {len(labels)} labels but the features have "
-            f"{len(features)} rows"
+            f"{name} has {len(labels)} labels but the features have {len(features)} "
+            "rows"
         )
     if len(labels) and int(labels.min()) < 0:
         raise ValueError(
-            f"{name} hold a negative class index ({int(labels.min())}); "
-            "classes are 0 .. C-1"
+            f"{name} hold a negative class index ({int(labels.min())}); classes are 0 "
+            ".. C-1"
         )
     return labels.to(device=features.device, dtype=torch.long)
 
@@ -263,8 +263,7 @@ def _checked(fit: tuple[LinearProbe, bool]) -> LinearProbe:
     if not converged:
         warnings.warn(
             f"L-BFGS used its {MAX_ITER} iterations without converging "
-            f"(l2={probe.l2:.3g}); "
-            "the probe is close to, not at, the optimum",
+            f"(l2={probe.l2:.3g}); the probe is close to, not at, the optimum",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -321,8 +320,8 @@ def zero_shot_equivalent_k(
     target = float(zero_shot_top1)
     if len(k) != len(acc) or not k:
         raise ValueError(
-            f"need one accuracy per k, and at least one: got {len(k)} k "
-            f"values, {len(acc)} accuracies"
+            f"need one accuracy per k, and at least one: got {len(k)} k values, "
+            f"{len(acc)} accuracies"
         )
     if not all(math.isfinite(v) for v in k + acc + [target]):
         raise ValueError("k values and accuracies must be finite numbers")

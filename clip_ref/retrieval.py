@@ -116,9 +116,8 @@ def _checked(image_features, text_features, text_to_image, ks):
             raise ValueError(f"{name} contains NaN or infinite values")
     if image_features.shape[1] != text_features.shape[1]:
         raise ValueError(
-            f"image features have {image_features.shape[1]} dimensions and "
-            "text features "
-            f"{text_features.shape[1]}; they must come from the same model"
+            f"image features have {image_features.shape[1]} dimensions and text "
+            f"features {text_features.shape[1]}; they must come from the same model"
         )
     index = torch.as_tensor(text_to_image)
     if index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
@@ -128,8 +127,7 @@ def _checked(image_features, text_features, text_to_image, ks):
     if index.shape != (len(text_features),):
         raise ValueError(
             "text_to_image must have one image index per caption, shape "
-            f"[{len(text_features)}]; "
-            f"got {list(index.shape)}"
+            f"[{len(text_features)}]; got {list(index.shape)}"
         )
     outside = (index < 0) | (index >= len(image_features))
     if outside.any():

@@ -104,7 +104,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
             raise OSError(
                 errno.ENOSPC,
                 f"no space left on the device while writing {path}; nothing was "
-                f"replaced (the temporary file was removed). Free some space in "
+                "replaced (the temporary file was removed). Free some space in "
                 f"{path.parent} and resume the run (--resume)",
             ) from error
         raise
@@ -161,8 +161,8 @@ class RunFolder:
         one. Call it after everything else was validated: it is the first change."""
         if resume and overwrite:
             raise ValueError(
-                "resume continues the run in the folder and overwrite "
-                "deletes it; pass one"
+                "resume continues the run in the folder and overwrite deletes it; pass "
+                "one"
             )
         if self.rank != 0:
             return
@@ -225,8 +225,8 @@ class RunFolder:
             read = self._read(tmp)
             if read.get("checksum") != state_checksum(read):
                 raise DamagedCheckpointError(
-                    f"{self.checkpoint} was written but did not read back intact; "
-                    "the previous checkpoint is unchanged"
+                    f"{self.checkpoint} was written but did not read back intact; the "
+                    "previous checkpoint is unchanged"
                 )
 
         def write_in_place(tmp: Path) -> None:

@@ -355,8 +355,8 @@ class Tokenizer:
             symbol = self.decoder.get(token_id)
             if symbol is None:
                 raise ValueError(
-                    f"id {token_id} at position {position} is not in the "
-                    f"vocabulary (0..{self.vocab_size - 1})"
+                    f"id {token_id} at position {position} is not in the vocabulary "
+                    f"(0..{self.vocab_size - 1})"
                 )
             ends_with_marker = symbol.endswith(END_OF_WORD)
             if ends_with_marker:
@@ -415,12 +415,11 @@ class Tokenizer:
             if len(ids) > context_length:
                 if not truncate:
                     raise ValueError(
-                        f"texts[{n}] {_shorten(text)} encodes to {len(ids)} "
-                        "tokens (including the start and "
-                        "end tokens), more than "
+                        f"texts[{n}] {_shorten(text)} encodes to {len(ids)} tokens "
+                        "(including the start and end tokens), more than "
                         f"context_length={context_length}; shorten it, or pass "
-                        f"truncate=True to keep the first {context_length} "
-                        "tokens with the end token last"
+                        f"truncate=True to keep the first {context_length} tokens with "
+                        "the end token last"
                     )
                 ids = ids[: context_length - 1] + [self.eot_token_id]
             rows[n, : len(ids)] = torch.tensor(ids, dtype=torch.long)
@@ -443,8 +442,8 @@ def _as_text_list(texts: TextInput) -> list[str]:
     for n, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(
-                f"texts must be a str or a list/tuple of str, but texts[{n}] "
-                f"is {type(text).__name__}"
+                f"texts must be a str or a list/tuple of str, but texts[{n}] is "
+                f"{type(text).__name__}"
             )
     return list(texts)
 

@@ -41,10 +41,16 @@ from .training_run import (
     run_description,
 )
 
-# fmt: off
-__all__ = ["TrainConfig", "adamw", "clamp_logit_scale", "learning_rate",
-           "optimizer_step", "param_groups", "train"]
-# fmt: on
+__all__ = [
+    "TrainConfig",
+    "adamw",
+    "check_run",
+    "clamp_logit_scale",
+    "learning_rate",
+    "optimizer_step",
+    "param_groups",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -166,24 +172,24 @@ def check_run(config: TrainConfig, dataset_size: int, world: int, stop_at, devic
     if config.batch_size < 2:
         raise ValueError(
             f"batch size {config.batch_size}: the contrastive loss compares each image "
-            "with the other captions of its batch, and one pair has none (its loss and "
-            "gradient are 0 at every step); use at least 2"
+            "with the other captions of its batch, and one pair has none (its loss "
+            "and gradient are 0 at every step); use at least 2"
         )
     if config.batch_size % world:
         raise ValueError(
-            f"batch size {config.batch_size} does not split evenly "
-            f"over {world} processes"
+            f"batch size {config.batch_size} does not split evenly over {world} "
+            "processes"
         )
     if dataset_size // world < config.batch_size // world:
         raise ValueError(
-            f"the dataset ({dataset_size} pairs) is smaller than one "
-            f"batch of {config.batch_size}; use a smaller batch size"
+            f"the dataset ({dataset_size} pairs) is smaller than one batch of "
+            f"{config.batch_size}; use a smaller batch size"
         )
     if not config.warmup_steps < config.steps:
         raise ValueError(
             f"the warm-up ({config.warmup_steps} steps) is not shorter than the run "
-            f"({config.steps} steps): the learning rate would never reach its peak "
-            "and decay"
+            f"({config.steps} steps): the learning rate would never reach its peak and "
+            "decay"
         )
     if stop_at is not None and not 1 <= stop_at <= config.steps:
         raise ValueError(f"stop_at must lie in 1..{config.steps}, got {stop_at}")

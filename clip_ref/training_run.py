@@ -340,15 +340,16 @@ class TrainingRun:
             )
         elif not entry["logit_scale"] > MIN_LOGIT_SCALE:
             problem = (
-                f"the temperature collapsed: the logit scale is "
-                f"{entry['logit_scale']} (at most {MIN_LOGIT_SCALE} the softmax "
-                "over cosines is nearly uniform)"
+                f"the temperature collapsed: the logit scale is {entry['logit_scale']} "
+                f"(at most {MIN_LOGIT_SCALE} the softmax over cosines is nearly "
+                "uniform)"
             )
         else:
             return entry
         raise DivergedError(
             f"step {step}: {problem}; training diverged. The last checkpoint in "
-            f"{self.out} is of an earlier step; lower the learning rate (it was {lr:g})"
+            f"{self.out} is of an earlier step; lower the learning rate (it was "
+            f"{lr:g})"
         )
 
     def finish(self, steps: int, step: int, log: list[dict], seconds: float) -> dict:

@@ -35,8 +35,8 @@ class VisionTransformer(nn.Module):
         super().__init__()
         if input_resolution % patch_size:
             raise ValueError(
-                f"resolution {input_resolution} is not a multiple of the patch "
-                f"size {patch_size}"
+                f"resolution {input_resolution} is not a multiple of the patch size "
+                f"{patch_size}"
             )
         self.input_resolution, self.patch_size = input_resolution, patch_size
         grid = input_resolution // patch_size
@@ -88,8 +88,8 @@ def resize_positional_embedding(
     old = math.isqrt(rows - 1)
     if rows < 2 or old * old != rows - 1:
         raise ValueError(
-            "expected a positional embedding of shape [1 + G*G, D], "
-            f"got {list(positional_embedding.shape)}"
+            "expected a positional embedding of shape [1 + G*G, D], got "
+            f"{list(positional_embedding.shape)}"
         )
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
         raise ValueError(f"the new grid side must be a positive int, got {grid!r}")
@@ -125,9 +125,8 @@ def resize_state_dict(state_dict: Mapping[str, torch.Tensor], resolution: int) -
     ):
         raise ValueError(
             "not a Vision Transformer CLIP state dict: it has no "
-            "visual.positional_embedding "
-            "and visual.conv1.weight (a ResNet's resolution is set by its "
-            "attention pool)"
+            "visual.positional_embedding and visual.conv1.weight (a ResNet's "
+            "resolution is set by its attention pool)"
         )
     # P: the patch embedding's kernel
     patch = state_dict["visual.conv1.weight"].shape[-1]
@@ -138,8 +137,8 @@ def resize_state_dict(state_dict: Mapping[str, torch.Tensor], resolution: int) -
         or resolution % patch
     ):
         raise ValueError(
-            "resolution must be a positive multiple of the patch size "
-            f"{patch}, got {resolution!r}"
+            f"resolution must be a positive multiple of the patch size {patch}, got "
+            f"{resolution!r}"
         )
     resized = dict(state_dict)
     resized["visual.positional_embedding"] = resize_positional_embedding(

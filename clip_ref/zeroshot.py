@@ -56,8 +56,8 @@ def check_template(template: Template) -> None:
         return
     if not isinstance(template, str):
         raise TypeError(
-            "a template must be a str or a callable, got "
-            f"{type(template).__name__}: {template!r}"
+            f"a template must be a str or a callable, got {type(template).__name__}: "
+            f"{template!r}"
         )
     try:
         fields = [
@@ -71,9 +71,8 @@ def check_template(template: Template) -> None:
         ) from None
     if fields != [("", "", None)]:
         raise ValueError(
-            f"template {template!r} must contain exactly one bare '{{}}' where "
-            "the class name goes "
-            f"(found {len(fields)} replacement field(s))"
+            f"template {template!r} must contain exactly one bare '{{}}' where the "
+            f"class name goes (found {len(fields)} replacement field(s))"
         )
 
 
@@ -81,8 +80,8 @@ def _fill(template: Template, classname: str) -> str:
     text = template(classname) if callable(template) else template.format(classname)
     if not isinstance(text, str):
         raise TypeError(
-            f"template {template!r} returned {type(text).__name__}, not str, "
-            f"for {classname!r}"
+            f"template {template!r} returned {type(text).__name__}, not str, for "
+            f"{classname!r}"
         )
     return text
 
@@ -199,8 +198,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["80"],
         choices=list(TEMPLATE_SETS),
-        help="template sets to compare: 'name' (bare class name), '1' ('a photo of "
-        "a {}.'), '7', '80'",
+        help="template sets to compare: 'name' (bare class name), '1' ('a photo of a "
+        "{}.'), '7', '80'",
     )
     parser.add_argument(
         "--classnames",
@@ -225,10 +224,9 @@ def _check_layout(dataset, classnames: Sequence[str]) -> None:
             )
     elif len(dataset.classes) != len(classnames):
         raise ValueError(
-            f"{len(dataset.classes)} class folders but {len(classnames)} class "
-            "names: with named folders "
-            "the sorted folder order is the class order, so every class needs "
-            "its folder"
+            f"{len(dataset.classes)} class folders but {len(classnames)} class names: "
+            "with named folders the sorted folder order is the class order, so every "
+            "class needs its folder"
         )
 
 
@@ -274,18 +272,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = _parser().parse_args(argv)
     rows, features = run(args)
     print(
-        f"model {args.model} | data {args.data} | {len(features.targets)} "
-        f"images | device {args.device}"
+        f"model {args.model} | data {args.data} | {len(features.targets)} images | "
+        f"device {args.device}"
     )
     print(f"{'templates':<10} {'count':>5} {'top-1 %':>8} {'top-5 %':>8}")
     for row in rows:
         print(
-            f"{row['templates']:<10} {row['count']:>5} "
-            f"{100 * row['top1']:>8.2f} {100 * row['top5']:>8.2f}"
+            f"{row['templates']:<10} {row['count']:>5} {100 * row['top1']:>8.2f} "
+            f"{100 * row['top5']:>8.2f}"
         )
     print(
-        f"image encoding: {features.seconds:.1f} s, "
-        f"{features.images_per_second:.1f} images/s"
+        f"image encoding: {features.seconds:.1f} s, {features.images_per_second:.1f} "
+        "images/s"
     )
     return rows
 

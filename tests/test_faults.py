@@ -94,8 +94,12 @@ def test_a_damaged_checkpoint_without_a_good_one_is_an_error_naming_it(
     if damage == "flipped":
         _flip(path)
     else:
-        path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"",
-                          "garbage": os.urandom(4096)}[damage])  # fmt: skip
+        damaged = {
+            "truncated": data[: len(data) // 2],
+            "empty": b"",
+            "garbage": os.urandom(4096),
+        }
+        path.write_bytes(damaged[damage])
     with pytest.raises(DamagedCheckpointError) as error:
         train_toy(TINY, out, progress=False, resume=True)
     message = str(error.value)

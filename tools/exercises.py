@@ -110,8 +110,8 @@ def solution_number(cell, index: int = -1, previous: int | None = None) -> int:
             if match:
                 return int(match.group(_LABEL_GROUP[pattern]))
         raise ExerciseError(
-            f"{_where(cell, index)}: a markdown solution must start with "
-            f"'**Solution N.**', found {source[:40]!r}"
+            f"{_where(cell, index)}: a markdown solution must start with '**Solution "
+            f"N.**', found {source[:40]!r}"
         )
     first_line = source.split("\n", 1)[0]
     match = _CODE_LABEL.match(first_line)
@@ -120,8 +120,8 @@ def solution_number(cell, index: int = -1, previous: int | None = None) -> int:
     if previous is not None:  # code right after its prose: the prose named it
         return previous
     raise ExerciseError(
-        f"{_where(cell, index)}: a code solution must start with '# Solution N' "
-        f"(or follow its markdown solution), found {first_line[:40]!r}"
+        f"{_where(cell, index)}: a code solution must start with '# Solution N' (or "
+        f"follow its markdown solution), found {first_line[:40]!r}"
     )
 
 
@@ -258,9 +258,9 @@ def problems(nb) -> list[str]:
         after_solution = looks_like
         if looks_like and CHECK not in tags(cell):
             found.append(
-                f"{_where(cell, index)} looks like a solution but is not "
-                f"tagged '{SOLUTION}' "
-                f"(it would stay in the student edition): {first_line[:50]!r}"
+                f"{_where(cell, index)} looks like a solution but is not tagged "
+                f"'{SOLUTION}' (it would stay in the student edition): "
+                f"{first_line[:50]!r}"
             )
     for index, cell in enumerate(nb.cells):
         if (
@@ -269,8 +269,8 @@ def problems(nb) -> list[str]:
             and not _markdown_body(cell.source).strip()
         ):
             found.append(
-                f"{_where(cell, index)}: a markdown solution without prose; "
-                "write some or delete it"
+                f"{_where(cell, index)}: a markdown solution without prose; write some "
+                "or delete it"
             )
     return found
 

@@ -79,13 +79,11 @@ def table(
         else " The first chapter that needs the toy CLIP trained it."
     )
     lines = [
-        "```{list-table} Time to run each chapter from top to bottom in a "
-        "fresh kernel (cells that need the "
-        "released weights or a GPU skipped), measured with `tools/time_chapters.py` on "
-        f"{today}, on a {cores}-core machine without a GPU "
-        f"({platform.machine()}, Python "
-        f"{platform.python_version()}).{training} Load average before and "
-        f"after: {loads[0]}; {loads[1]}.",
+        "```{list-table} Time to run each chapter from top to bottom in a fresh "
+        "kernel (cells that need the released weights or a GPU skipped), measured "
+        f"with `tools/time_chapters.py` on {today}, on a {cores}-core machine without "
+        f"a GPU ({platform.machine()}, Python {platform.python_version()}).{training} "
+        f"Load average before and after: {loads[0]}; {loads[1]}.",
         ":header-rows: 1",
         ":name: chapter-timings",
         "",

@@ -465,8 +465,8 @@ class ToyCaptions(torch.utils.data.Dataset):
         if one_template is not None:
             if not 0 <= one_template < len(templates):
                 raise ValueError(
-                    f"one_template must index the {len(templates)} templates, "
-                    f"got {one_template}"
+                    f"one_template must index the {len(templates)} templates, got "
+                    f"{one_template}"
                 )
             template, size_word, where_word = (
                 [one_template] * size,

@@ -97,10 +97,9 @@ class _Predictive(nn.Module):
         if not (known | padding).all():
             unknown = sorted(set(tokens[~(known | padding)].tolist()))
             raise ValueError(
-                f"tokens {unknown[:10]} are not in the vocabulary the model "
-                "predicts (its "
-                f"{len(self.vocab)} tokens: build it from the training "
-                "captions and the prompts)"
+                f"tokens {unknown[:10]} are not in the vocabulary the model predicts "
+                f"(its {len(self.vocab)} tokens: build it from the training captions "
+                "and the prompts)"
             )
         return torch.where(padding, torch.full_like(position, -1), position)
 
@@ -256,8 +255,7 @@ def train_objective(
     if images.ndim != 4 or tokens.ndim != 2 or len(images) != len(tokens):
         raise ValueError(
             "expected images [N, 3, R, R] and tokens [N, L], got "
-            f"{tuple(images.shape)} and "
-            f"{tuple(tokens.shape)}"
+            f"{tuple(images.shape)} and {tuple(tokens.shape)}"
         )
     return train_on_tensors(
         model,

@@ -78,9 +78,8 @@ def train_classifier(
     """
     if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
-            "expected images [N, 3, R, R] and labels [N], got "
-            f"{tuple(images.shape)} and "
-            f"{tuple(labels.shape)}"
+            f"expected images [N, 3, R, R] and labels [N], got {tuple(images.shape)} "
+            f"and {tuple(labels.shape)}"
         )
     # cross_entropy would read float labels as class probabilities
     if labels.dtype.is_floating_point:
@@ -144,16 +143,16 @@ def robustness_trend(
     for p in (*original, *shifted):
         if not 0 < p < 1:
             raise ValueError(
-                "accuracies must lie strictly between 0 and 1 for the logit "
-                f"scale, got {p}"
+                "accuracies must lie strictly between 0 and 1 for the logit scale, "
+                f"got {p}"
             )
     x = torch.tensor([_logit(p) for p in original], dtype=torch.float64)
     y = torch.tensor([_logit(p) for p in shifted], dtype=torch.float64)
     spread = ((x - x.mean()) ** 2).sum()
     if spread == 0:
         raise ValueError(
-            "the models all have the same original accuracy; a trend needs "
-            "different ones"
+            "the models all have the same original accuracy; a trend needs different "
+            "ones"
         )
     slope = (((x - x.mean()) * (y - y.mean())).sum() / spread).item()
     intercept = (y.mean() - slope * x.mean()).item()
