@@ -119,18 +119,19 @@ def _torch_save_failure(error: Exception) -> bool:
     return "unexpected pos" in text or "file write failed" in text
 
 
+def _torch_save(obj, path: Path) -> None:
+    """``torch.save``, with a full disk reported as the OSError it is."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as error:
+        if _torch_save_failure(error):
+            raise OSError(errno.ENOSPC, str(error)) from error
+        raise
+
+
 def save_tensors(obj, path: Path) -> None:
     """``torch.save`` through :func:`write_atomically`."""
-
-    def write(tmp: Path) -> None:
-        try:
-            torch.save(obj, tmp)
-        except RuntimeError as error:
-            if _torch_save_failure(error):
-                raise OSError(errno.ENOSPC, str(error)) from error
-            raise
-
-    write_atomically(path, write)
+    write_atomically(path, lambda tmp: _torch_save(obj, tmp))
 
 
 class RunFolder:
@@ -221,7 +222,7 @@ class RunFolder:
         state = {**state, "checksum": state_checksum(state)}
 
         def write(tmp: Path) -> None:
-            save_tensors(state, tmp)
+            _torch_save(state, tmp)
             read = self._read(tmp)
             if read.get("checksum") != state_checksum(read):
                 raise DamagedCheckpointError(
@@ -247,7 +248,8 @@ class RunFolder:
             ) from None
         if not isinstance(state, dict) or "checksum" not in state:
             raise DamagedCheckpointError(
-                f"{path} is not a checkpoint of this package (no checksum in it)"
+                f"{path} has no checksum: it was written by an older version of "
+                "clip_ref, or is not a training checkpoint"
             )
         return state
 
