@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from clip_ref.device import default_device
 from clip_ref.evaluate import image_features
 from clip_ref.preprocess import normalize
 from clip_ref.probe import linear_probe, zero_shot_equivalent_k
@@ -521,7 +522,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     started = time.perf_counter()
 
     model, metrics = trained_toy_clip(
