@@ -120,9 +120,12 @@ def _torch_save_failure(error: Exception) -> bool:
 
 
 def _torch_save(obj, path: Path) -> None:
-    """``torch.save``, with a full disk reported as the OSError it is."""
+    """``torch.save``, with a full disk reported as the OSError it is. Saved through a
+    file object, so that the archive's records are named ``archive/...`` whatever the
+    temporary file is called: the same tensors give the same bytes."""
     try:
-        torch.save(obj, path)
+        with open(path, "wb") as file:
+            torch.save(obj, file)
     except RuntimeError as error:
         if _torch_save_failure(error):
             raise OSError(errno.ENOSPC, str(error)) from error

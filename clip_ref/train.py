@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
-from tqdm import tqdm
 
 from .loss import MAX_LOGIT_SCALE, contrastive_loss
 from .model import CLIP
@@ -36,6 +35,7 @@ from .training_run import (
     TrainingRun,
     batches,
     check_fp32,
+    check_run,
     distributed_context,
     freeze_frozen_batchnorm,
     run_description,
@@ -44,7 +44,6 @@ from .training_run import (
 __all__ = [
     "TrainConfig",
     "adamw",
-    "check_run",
     "clamp_logit_scale",
     "learning_rate",
     "optimizer_step",
@@ -166,37 +165,6 @@ def clamp_logit_scale(model: CLIP) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def check_run(config: TrainConfig, dataset_size: int, world: int, stop_at, device):
-    """Refuse, before anything is touched, a run that cannot learn or cannot do what
-    was asked."""
-    if config.batch_size < 2:
-        raise ValueError(
-            f"batch size {config.batch_size}: the contrastive loss compares each image "
-            "with the other captions of its batch, and one pair has none (its loss "
-            "and gradient are 0 at every step); use at least 2"
-        )
-    if config.batch_size % world:
-        raise ValueError(
-            f"batch size {config.batch_size} does not split evenly over {world} "
-            "processes"
-        )
-    if dataset_size // world < config.batch_size // world:
-        raise ValueError(
-            f"the dataset ({dataset_size} pairs) is smaller than one batch of "
-            f"{config.batch_size}; use a smaller batch size"
-        )
-    if not config.warmup_steps < config.steps:
-        raise ValueError(
-            f"the warm-up ({config.warmup_steps} steps) is not shorter than the run "
-            f"({config.steps} steps): the learning rate would never reach its peak and "
-            "decay"
-        )
-    if stop_at is not None and not 1 <= stop_at <= config.steps:
-        raise ValueError(f"stop_at must lie in 1..{config.steps}, got {stop_at}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device}: no CUDA GPU is available here")
-
-
 def _start(model, dataset, config, out, device, **folder) -> TrainingRun:
     """Check the model, the data and the recipe, place the model, set up its optimiser
     and precision, and only then claim the output folder (``resume``/``overwrite``)."""
@@ -246,14 +214,11 @@ def train(
     device: str | torch.device | None = None,
 ) -> dict:
     """Train ``model`` on ``dataset`` (items ``(image [3, R, R], tokens [L])``) as
-    ``config`` says, in one process or in each of W under ``torchrun`` (the batch split
-    W ways, the loss gathered across them). Trainable weights must be fp32; frozen ones,
-    and the statistics of a BatchNorm whose gain and bias are frozen, stay as they are.
-    ``resume=True`` continues the run in ``out`` as if it had never stopped;
-    ``overwrite=True`` replaces a run there; ``stop_at`` ends the run after that step
-    with a checkpoint. Returns ``{"stopped_at": step}``, or a summary after writing
-    ``out/model.pt``.
-    """
+    ``config`` says, in one process or in each of W under ``torchrun``. ``resume``
+    continues the run in ``out`` exactly, ``overwrite`` replaces it, ``stop_at`` ends it
+    after that step with a checkpoint. Trainable weights must be fp32; frozen ones stay
+    as they are. Returns ``{"stopped_at": step}``, or a summary after writing
+    ``out/model.pt``."""
     run = _start(
         model,
         dataset,
@@ -273,14 +238,7 @@ def train(
         model.train()
         freeze_frozen_batchnorm(model)
         end = config.steps if stop_at is None else stop_at
-        bar = tqdm(
-            total=config.steps,
-            initial=step,
-            desc="training",
-            unit="step",
-            disable=not progress or run.rank != 0,
-            dynamic_ncols=True,
-        )
+        bar = run.progress_bar(config.steps, step, progress)
         started = time.perf_counter()
         for indices in batches(sampler, n, step):
             if step >= end:
@@ -293,12 +251,8 @@ def train(
             step += 1
             if step % config.log_every == 0 or step == config.steps:
                 seconds = time.perf_counter() - started
-                lr = learning_rate(step - 1, config)
                 log.append(run.log_entry(step, loss, grad_norm, lr, seconds))
-                run.write_log(log)
-                bar.set_postfix(
-                    loss=f"{log[-1]['loss']:.3f}", scale=f"{log[-1]['logit_scale']:.1f}"
-                )
+                run.write_log(log)  # and shows the latest loss on the progress bar
             if step % config.checkpoint_every == 0 or step == end:
                 run.save_checkpoint(step)
             bar.update(1)

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
+from tqdm import tqdm
 
 from .device import default_device
 from .loss import check_equal_batches
@@ -37,6 +38,7 @@ __all__ = [
     "TrainingRun",
     "batches",
     "check_fp32",
+    "check_run",
     "data_fingerprint",
     "distributed_context",
     "freeze_frozen_batchnorm",
@@ -141,6 +143,37 @@ def freeze_frozen_batchnorm(model: nn.Module) -> None:
                 module.eval()
 
 
+def check_run(config, dataset_size: int, world: int, stop_at, device):
+    """Refuse, before anything is touched, a run that cannot learn or cannot do what
+    was asked."""
+    if config.batch_size < 2:
+        raise ValueError(
+            f"batch size {config.batch_size}: the contrastive loss compares each image "
+            "with the other captions of its batch, and one pair has none (its loss "
+            "and gradient are 0 at every step); use at least 2"
+        )
+    if config.batch_size % world:
+        raise ValueError(
+            f"batch size {config.batch_size} does not split evenly over {world} "
+            "processes"
+        )
+    if dataset_size // world < config.batch_size // world:
+        raise ValueError(
+            f"the dataset ({dataset_size} pairs) is smaller than one batch of "
+            f"{config.batch_size}; use a smaller batch size"
+        )
+    if not config.warmup_steps < config.steps:
+        raise ValueError(
+            f"the warm-up ({config.warmup_steps} steps) is not shorter than the run "
+            f"({config.steps} steps): the learning rate would never reach its peak and "
+            "decay"
+        )
+    if stop_at is not None and not 1 <= stop_at <= config.steps:
+        raise ValueError(f"stop_at must lie in 1..{config.steps}, got {stop_at}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: no CUDA GPU is available here")
+
+
 class Features(nn.Module):
     """CLIP's forward pass up to the loss: (image features, text features, logit
     multiplier).
@@ -214,6 +247,7 @@ class TrainingRun:
     def __post_init__(self):
         self.autocast, self.scaler = mixed_precision(self.device)
         self._folder = RunFolder(self.out, self.rank)
+        self._bar = None
 
     def features(self, local_batch: int) -> nn.Module:
         """The forward pass the loss needs; across processes, wrapped for DDP."""
@@ -292,6 +326,23 @@ class TrainingRun:
 
     def write_log(self, log: list[dict]) -> None:
         self.folder.write_log(log)
+        if self._bar is not None:
+            latest = log[-1]
+            self._bar.set_postfix(
+                loss=f"{latest['loss']:.3f}", scale=f"{latest['logit_scale']:.1f}"
+            )
+
+    def progress_bar(self, steps: int, step: int, progress: bool) -> tqdm:
+        """The run's progress bar (process 0 only), from ``step`` of ``steps``."""
+        self._bar = tqdm(
+            total=steps,
+            initial=step,
+            desc="training",
+            unit="step",
+            disable=not progress or self.rank != 0,
+            dynamic_ncols=True,
+        )
+        return self._bar
 
     def sampler(self, dataset, seed: int, local_batch: int) -> DistributedSampler:
         """This process's shard of a seeded permutation per epoch (one process: a plain

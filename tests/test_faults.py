@@ -144,8 +144,8 @@ def test_a_full_disk_says_so_leaves_no_temporary_file_and_keeps_the_checkpoint(
     out = _stopped(tmp_path, at=4)
     before = (out / "checkpoint.pt").read_bytes()
 
-    def full(obj, path, *args, **kwargs):
-        Path(path).write_bytes(b"partial")
+    def full(obj, file, *args, **kwargs):
+        file.write(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos 64")
 
     monkeypatch.setattr(clip_ref.run_folder.torch, "save", full)
@@ -165,13 +165,13 @@ def test_kill_9_while_writing_a_checkpoint_then_resume_is_bitwise_the_same_run(
         from clip_ref.toy import PRESETS, train_toy
         torch.set_num_threads(1)
         saves, save = [], torch.save
-        def dying_save(obj, path, *args, **kwargs):
-            saves.append(path)
+        def dying_save(obj, file, *args, **kwargs):
+            saves.append(file)
             if len(saves) == 2:  # 1: the checkpoint of step 4, 2: that of step 8
-                with open(path, "wb") as f:
-                    f.write(b"PK" + os.urandom(1000))
+                file.write(b"PK" + os.urandom(1000))
+                file.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
-            return save(obj, path, *args, **kwargs)
+            return save(obj, file, *args, **kwargs)
         folder.torch.save = dying_save
         train_toy(PRESETS["tiny"], {str(tmp_path)!r}, progress=False)
     """)
