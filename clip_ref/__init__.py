@@ -3,13 +3,17 @@
 Radford et al., 2021, "Learning Transferable Visual Models From Natural Language
 Supervision". The public API mirrors OpenAI's ``clip`` module: ``available_models``,
 ``load``, ``tokenize``, ``build_model``, plus the model classes, the contrastive loss
-and zero-shot helpers.
+and zero-shot helpers; ``import clip_ref as clip`` runs client code written for
+OpenAI's module (see the README's list of deliberate differences). Weights also go in
+and out of Hugging Face ``transformers`` format (``from_transformers``,
+``to_transformers``), and the encoders export to ONNX (``export_onnx``).
 
 Two layers. The reference, these modules, in the order data flows (a module imports
 only modules before it):
 
     tokenizer, preprocess, device -> layers -> resnet, vit -> config -> model
-    -> checkpoint, download, loading -> loss, evaluate, retrieval, probe, captions
+    -> checkpoint, download, transformers_format, onnx_export, loading
+    -> loss, evaluate, retrieval, probe, captions
     -> zeroshot, imagenet -> training_run -> train -> finetune
 
 and the book's teaching machinery, :mod:`clip_ref.toy` (the toy world and its runs,
@@ -32,9 +36,10 @@ from .config import (
 from .download import download_weights
 from .imagenet import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_7
 from .layers import LayerNorm, QuickGELU, ResidualAttentionBlock, Transformer
-from .loading import load
+from .loading import ModelNotFoundError, load
 from .loss import contrastive_loss
 from .model import CLIP, build_model, convert_weights
+from .onnx_export import export_onnx
 from .preprocess import (
     IMAGE_MEAN,
     IMAGE_STD,
@@ -46,7 +51,15 @@ from .preprocess import (
 from .probe import LinearProbe, linear_probe, zero_shot_equivalent_k
 from .resnet import AttentionPool2d, Bottleneck, ModifiedResNet
 from .retrieval import retrieval_recall
-from .tokenizer import EOT_TOKEN_ID, SOT_TOKEN_ID, Tokenizer, get_tokenizer, tokenize
+from .tokenizer import (
+    EOT_TOKEN_ID,
+    SOT_TOKEN_ID,
+    TextTooLongError,
+    Tokenizer,
+    get_tokenizer,
+    tokenize,
+)
+from .transformers_format import from_transformers, to_transformers
 from .vit import VisionTransformer, resize_positional_embedding, resize_state_dict
 
 __all__ = [
@@ -66,11 +79,13 @@ __all__ = [
     "CSVCaptions",
     "LayerNorm",
     "LinearProbe",
+    "ModelNotFoundError",
     "ModifiedResNet",
     "Preprocess",
     "QuickGELU",
     "ResidualAttentionBlock",
     "StateDictMismatchError",
+    "TextTooLongError",
     "Tokenizer",
     "Transformer",
     "VisionTransformer",
@@ -80,6 +95,8 @@ __all__ = [
     "contrastive_loss",
     "convert_weights",
     "download_weights",
+    "export_onnx",
+    "from_transformers",
     "get_tokenizer",
     "linear_probe",
     "load",
@@ -89,6 +106,7 @@ __all__ = [
     "resize_positional_embedding",
     "resize_state_dict",
     "retrieval_recall",
+    "to_transformers",
     "tokenize",
     "zero_shot_classifier",
     "zero_shot_equivalent_k",

@@ -13,6 +13,7 @@ resolution the checkpoint was trained at.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -22,13 +23,21 @@ from .device import default_device
 from .download import RELEASED, download_weights
 from .model import CLIP, build_model, convert_weights
 from .preprocess import Preprocess
+from .transformers_format import is_transformers_folder, read_transformers_folder
 
-__all__ = ["load"]
+__all__ = ["ModelNotFoundError", "load"]
+
+
+class ModelNotFoundError(FileNotFoundError, RuntimeError):
+    """Neither a released model's name nor an existing checkpoint. Both a
+    ``FileNotFoundError`` and, as OpenAI's ``clip.load`` raises here, a
+    ``RuntimeError``."""
 
 
 def load(
     name_or_path: str | os.PathLike,
     device: str | torch.device | None = None,
+    jit: bool = False,
     download_root: str | os.PathLike | None = None,
     *,
     source: str = "auto",
@@ -40,9 +49,15 @@ def load(
     Args:
         name_or_path: a released model name (``clip_ref.available_models()``, e.g.
             ``"ViT-B/32"``), or the path of a local checkpoint: OpenAI's TorchScript
-            ``.pt`` archive, open_clip's safetensors mirror of it, or a ``torch.save``
-            state dict with OpenAI's key names.
+            ``.pt`` archive, open_clip's safetensors mirror of it, a ``torch.save``
+            state dict with OpenAI's key names, or a folder in Hugging Face
+            ``transformers`` format (``config.json`` and ``model.safetensors``).
         device: where to put the model; CUDA if available, else the CPU.
+        jit: accepted so that OpenAI's ``clip.load(name, device, jit=...)`` calls run
+            unchanged. ``jit=True`` returns the same eager model as ``jit=False``, with
+            a warning: OpenAI's TorchScript model is the archive's own code, and
+            clip_ref never runs code from a checkpoint file (both compute the same
+            features).
         download_root: cache directory for downloads (default ``$CLIP_REF_CACHE``, else
             ``~/.cache/clip_ref``).
         source: where a released model comes from: ``"auto"``, ``"openai"`` or ``"hf"``
@@ -75,9 +90,19 @@ def load(
     version of many CPU kernels ("not implemented for 'Half'"), and fp16 brings a CPU
     little speed.
     """
+    if jit:
+        warnings.warn(
+            "jit=True: clip_ref returns its eager model (it never runs the TorchScript "
+            "code stored in a checkpoint); the features are the same",
+            stacklevel=2,
+        )
     device = torch.device(device) if device is not None else default_device()
     path = _locate(name_or_path, download_root, source, offline, progress)
-    model = build_model(read_state_dict(path)).to(device)
+    if is_transformers_folder(path):
+        state_dict = read_transformers_folder(path)
+    else:
+        state_dict = read_state_dict(path)
+    model = build_model(state_dict).to(device)
     if device.type == "cuda":
         # the heavy weights in fp16, as OpenAI's release runs on GPUs
         convert_weights(model)
@@ -94,9 +119,9 @@ def _locate(name_or_path, download_root, source, offline, progress) -> str:
             progress=progress,
         )
     path = os.path.expanduser(os.fspath(name_or_path))
-    if os.path.isfile(path):
+    if os.path.isfile(path) or is_transformers_folder(path):
         return path
-    raise FileNotFoundError(
+    raise ModelNotFoundError(
         f"{name_or_path!r} is neither a released model ({', '.join(RELEASED)}) nor an "
-        "existing checkpoint file"
+        "existing checkpoint file or transformers folder"
     )

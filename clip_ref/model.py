@@ -25,7 +25,7 @@ from .config import (
     StateDictMismatchError,
     config_from_state_dict,
 )
-from .layers import LayerNorm, MultiheadSelfAttention, Transformer
+from .layers import LayerNorm, MultiheadSelfAttention, Transformer, causal_mask
 from .resnet import ModifiedResNet
 from .vit import VisionTransformer
 
@@ -35,6 +35,7 @@ class CLIP(nn.Module):
         super().__init__()
         self.config = config
         self.context_length = config.context_length
+        self.vocab_size = config.vocab_size
 
         if config.is_vit:
             self.visual = VisionTransformer(
@@ -62,7 +63,7 @@ class CLIP(nn.Module):
             config.transformer_width,
             config.transformer_layers,
             config.transformer_heads,
-            causal=True,
+            attn_mask=self.build_attention_mask(),
         )
         self.token_embedding = nn.Embedding(config.vocab_size, config.transformer_width)
         self.positional_embedding = nn.Parameter(
@@ -112,6 +113,11 @@ class CLIP(nn.Module):
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
         nn.init.normal_(self.text_projection, std=width**-0.5)
 
+    def build_attention_mask(self) -> torch.Tensor:
+        """The text encoder's causal mask [L, L] (additive: -inf above the diagonal),
+        on the CPU; the blocks move it to their input's device."""
+        return causal_mask(self.context_length, device="cpu")
+
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the encoders compute in (fp16 after :func:`convert_weights`)."""
@@ -140,7 +146,9 @@ class CLIP(nn.Module):
             raise TypeError(f"expected integer token ids, got dtype {text.dtype}")
         x = self.token_embedding(text).to(self.dtype)  # [T, L, D]
         x = x + self.positional_embedding.to(self.dtype)
-        x = self.transformer(x)
+        # The Transformer takes OpenAI's tokens-first layout (see clip_ref.layers).
+        x = self.transformer(x.permute(1, 0, 2))  # [T, L, D] -> [L, T, D]
+        x = x.permute(1, 0, 2)  # [L, T, D] -> [T, L, D]
         x = self.ln_final(x)
         # The end-of-text token has the largest id. Under the causal mask it is the only
         # position that has seen the whole caption, so its state summarises the text.

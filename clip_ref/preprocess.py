@@ -80,13 +80,17 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from torchvision import transforms
+from torchvision.transforms import InterpolationMode
 
 __all__ = [
     "IMAGE_MEAN",
     "IMAGE_STD",
     "MAX_ASPECT_RATIO",
+    "ConvertToRGB",
+    "PrepareImage",
     "Preprocess",
-    "image_to_tensor",
+    "check_aspect_ratio",
     "load_image",
     "normalize",
     "prepare_image",
@@ -240,9 +244,9 @@ def _resized_size(width: int, height: int, n_px: int) -> tuple[int, int]:
     return (n_px, new_long) if width <= height else (new_long, n_px)
 
 
-def resize_and_center_crop(image: Image.Image, n_px: int) -> Image.Image:
-    """Scale the shorter side to n_px (bicubic), then cut out the central n_px x n_px
-    square."""
+def check_aspect_ratio(image: Image.Image, n_px: int) -> None:
+    """ValueError if resizing the shorter side of ``image`` to n_px would build a huge
+    image (longer side more than ``MAX_ASPECT_RATIO`` times the shorter)."""
     width, height = image.size
     aspect = max(width, height) / min(width, height)
     if aspect > MAX_ASPECT_RATIO:
@@ -253,21 +257,14 @@ def resize_and_center_crop(image: Image.Image, n_px: int) -> Image.Image:
             f"{' x '.join(map(str, _resized_size(width, height, n_px)))} image. Crop "
             "the part you want to classify first"
         )
-    new_width, new_height = _resized_size(width, height, n_px)
-    if (new_width, new_height) != (width, height):
-        image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
-    # Offsets rounded like torchvision's CenterCrop (round half to even).
-    top = round((new_height - n_px) / 2.0)
-    left = round((new_width - n_px) / 2.0)
-    return image.crop((left, top, left + n_px, top + n_px))
 
 
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """8-bit RGB image -> float32 tensor [3, H, W] in [0, 1] (pixel / 255)."""
-    if image.mode != "RGB":
-        raise ValueError(f"expected an RGB image, got mode {image.mode!r}")
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8))  # [H, W, 3]
-    return pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+def resize_and_center_crop(image: Image.Image, n_px: int) -> Image.Image:
+    """Scale the shorter side to n_px (bicubic), then cut out the central n_px x n_px
+    square: torchvision's ``Resize`` and ``CenterCrop``, as in OpenAI's pipeline."""
+    check_aspect_ratio(image, n_px)
+    resized = transforms.Resize(n_px, interpolation=InterpolationMode.BICUBIC)(image)
+    return transforms.CenterCrop(n_px)(resized)
 
 
 def normalize(pixels: torch.Tensor) -> torch.Tensor:
@@ -295,9 +292,46 @@ def normalize(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels.to(torch.float32) - mean) / std
 
 
-class Preprocess:
-    """Callable: image (PIL image, path or binary file) -> normalized float32 tensor
-    [3, n_px, n_px]."""
+class PrepareImage:
+    """The first step of :class:`Preprocess`: open a path or binary file, then bring the
+    image to 8-bit "RGB" or "L" as a person sees it (:func:`prepare_image`), refusing
+    aspect ratios beyond ``MAX_ASPECT_RATIO``."""
+
+    def __init__(self, n_px: int):
+        self.n_px = n_px
+
+    def __call__(self, source: ImageSource) -> Image.Image:
+        image = prepare_image(_as_image(source))
+        check_aspect_ratio(image, self.n_px)
+        return image
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(open paths and files; EXIF orientation; alpha over "
+            "white; palettes expanded; 16-bit grey / 257)"
+        )
+
+
+class ConvertToRGB:
+    """``image.convert("RGB")``: grey images become three equal channels (after the
+    crop, as in OpenAI's pipeline, which is cheaper and gives the same numbers)."""
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return image.convert("RGB")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Preprocess(transforms.Compose):
+    """Image (PIL image, path or binary file) -> normalized float32 tensor [3, n_px,
+    n_px].
+
+    A torchvision ``Compose``, like the ``preprocess`` OpenAI's ``clip.load`` returns,
+    with the same steps (``Resize``, ``CenterCrop``, to RGB, ``ToTensor``,
+    ``Normalize``) after one more at the front, :class:`PrepareImage`; code that reads
+    or reuses ``preprocess.transforms`` works as with OpenAI's.
+    """
 
     def __init__(self, n_px: int):
         if isinstance(n_px, bool) or not isinstance(n_px, int):
@@ -305,24 +339,16 @@ class Preprocess:
         if n_px < 1:
             raise ValueError(f"n_px must be positive, got {n_px}")
         self.n_px = n_px
-
-    def __call__(self, source: ImageSource) -> torch.Tensor:
-        image = prepare_image(_as_image(source))
-        image = resize_and_center_crop(image, self.n_px).convert("RGB")
-        return normalize(image_to_tensor(image))
+        super().__init__(
+            [
+                PrepareImage(n_px),
+                transforms.Resize(n_px, interpolation=InterpolationMode.BICUBIC),
+                transforms.CenterCrop(n_px),
+                ConvertToRGB(),
+                transforms.ToTensor(),  # float32 in [0, 1], [3, n_px, n_px]
+                transforms.Normalize(IMAGE_MEAN, IMAGE_STD),
+            ]
+        )
 
     def __repr__(self) -> str:
-        n = self.n_px
-        mean = ", ".join(f"{m:.4f}" for m in IMAGE_MEAN)
-        std = ", ".join(f"{s:.4f}" for s in IMAGE_STD)
-        steps = [
-            "open: paths and binary files are read with Pillow",
-            "orient: apply the EXIF orientation tag",
-            "to 8 bits: alpha over white, palettes expanded, 16-bit grey / 257",
-            f"resize: shorter side to {n} px, bicubic (Pillow, antialiased)",
-            f"crop: central {n} x {n}",
-            f"to tensor: RGB, float32 in [0, 1], shape [3, {n}, {n}]",
-            f"normalize: mean ({mean}), std ({std})",
-        ]
-        lines = "\n".join(f"  {i}. {step}" for i, step in enumerate(steps, 1))
-        return f"Preprocess(n_px={n})\n{lines}"
+        return f"Preprocess(n_px={self.n_px})" + super().__repr__()[len("Preprocess") :]

@@ -94,6 +94,12 @@ _MAX_CACHED_WORDS = (
 )
 
 
+class TextTooLongError(ValueError, RuntimeError):
+    """A text encodes to more tokens than the context holds. Both a ``ValueError`` and,
+    because OpenAI's ``clip.tokenize`` raises ``RuntimeError`` here, a
+    ``RuntimeError``, so client code's ``except RuntimeError`` still catches it."""
+
+
 @functools.cache
 def _byte_table() -> tuple[tuple[int, str], ...]:
     printable = [
@@ -378,7 +384,9 @@ class Tokenizer:
         ``torch.long``.
 
         Each row is ``<|startoftext|>``, the text's tokens, ``<|endoftext|>``, then
-        zeros. A text that does not fit raises ``ValueError``, unless ``truncate=True``,
+        zeros. A text that does not fit raises :class:`TextTooLongError` (a
+        ``ValueError`` and, as in OpenAI's ``clip``, a ``RuntimeError``), unless
+        ``truncate=True``,
         which keeps the first ``context_length`` ids and puts ``<|endoftext|>`` last.
 
         User text is always text: a literal ``"<|endoftext|>"`` or ``"<|startoftext|>"``
@@ -414,7 +422,7 @@ class Tokenizer:
             ids = [self.sot_token_id, *self.encode(text), self.eot_token_id]
             if len(ids) > context_length:
                 if not truncate:
-                    raise ValueError(
+                    raise TextTooLongError(
                         f"texts[{n}] {_shorten(text)} encodes to {len(ids)} tokens "
                         "(including the start and end tokens), more than "
                         f"context_length={context_length}; shorten it, or pass "

@@ -39,6 +39,7 @@ class VisionTransformer(nn.Module):
                 f"{patch_size}"
             )
         self.input_resolution, self.patch_size = input_resolution, patch_size
+        self.output_dim = output_dim
         grid = input_resolution // patch_size
         scale = width**-0.5
         self.conv1 = nn.Conv2d(
@@ -65,7 +66,10 @@ class VisionTransformer(nn.Module):
         return self.ln_pre(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.transformer(self.tokens(x))  # [B, L, D]
+        x = self.tokens(x)  # [B, L, D]
+        # The Transformer takes OpenAI's tokens-first layout (see clip_ref.layers).
+        x = self.transformer(x.permute(1, 0, 2))  # [B, L, D] -> [L, B, D]
+        x = x.permute(1, 0, 2)  # [L, B, D] -> [B, L, D]
         x = self.ln_post(x[:, 0])  # the class token's state [B, D]
         return x @ self.proj  # [B, E]
 

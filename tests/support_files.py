@@ -23,7 +23,9 @@ from support import TINY_VIT, openai_model, perturbed_state_dict, random_tokens
 
 def traced_openai_archive(path, config=TINY_VIT, dtype=torch.float32, seed=0):
     """Trace OpenAI's reference CLIP with random weights and save it like the release
-    (with its metadata buffers). Returns the eager fp32 model that was traced."""
+    (with its metadata buffers, and ``encode_image`` and ``encode_text`` beside
+    ``forward``, which OpenAI's ``load(jit=True)`` patches). Returns the eager fp32
+    model that was traced."""
     model = openai_model(config, perturbed_state_dict(config, seed=seed))
     # The released archives carry these three as buffers; clip_ref's build_model checks
     # and drops them.
@@ -35,7 +37,15 @@ def traced_openai_archive(path, config=TINY_VIT, dtype=torch.float32, seed=0):
     texts = random_tokens(2, config.context_length)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.* deprecation warnings
-        traced = torch.jit.trace(model, (images, texts), check_trace=False)
+        traced = torch.jit.trace_module(
+            model,
+            {
+                "forward": (images, texts),
+                "encode_image": (images,),
+                "encode_text": (texts,),
+            },
+            check_trace=False,
+        )
         if dtype != torch.float32:
             traced = traced.to(dtype)
         torch.jit.save(traced, str(path))

@@ -98,7 +98,7 @@ def test_caption_model_scores_are_the_likelihood_computed_token_by_token(pairs):
                         ]
                     )
                     x = prefix + model.positional_embedding[: j + 1]
-                    x = model.ln_final(model.transformer(x[None]))[0]
+                    x = model.ln_final(model.transformer(x[:, None]))[:, 0]  # [L, 1, D]
                     total += F.log_softmax(model.head(x[-1]), dim=-1)[ids[j]].item()
                 assert scores[i, t].item() == pytest.approx(total, abs=1e-4)
     assert scores.shape == (2, 2)

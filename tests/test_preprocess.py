@@ -578,15 +578,33 @@ def test_constants_and_repr():
     assert pp.IMAGE_STD == (0.26862954, 0.26130258, 0.27577711)
     text = repr(pp.Preprocess(336))
     assert text.startswith("Preprocess(n_px=336)")
-    for step in (
-        "EXIF",
-        "bicubic",
-        "central 336 x 336",
-        "[3, 336, 336]",
-        "0.4815",
-        "0.2758",
-    ):
+    for step in ("EXIF", "bicubic", "CenterCrop(size=(336, 336))", "0.4814", "0.2757"):
         assert step in text
+
+
+def test_preprocess_is_a_compose_whose_last_steps_are_openais():
+    """Code that reads or reuses ``preprocess.transforms`` (from the end, as OpenAI's
+    pipeline has one step fewer) finds OpenAI's steps with OpenAI's settings."""
+    from clip.clip import _transform as openai_transform
+    from torchvision import transforms
+
+    ours, theirs = pp.Preprocess(224), openai_transform(224)
+    assert isinstance(ours, transforms.Compose)
+    assert len(ours.transforms) == len(theirs.transforms) + 1
+    assert isinstance(ours.transforms[0], pp.PrepareImage)
+    for a, b in zip(ours.transforms[1:], theirs.transforms):
+        if isinstance(b, transforms.Resize):
+            assert (a.size, a.interpolation) == (b.size, b.interpolation)
+        elif isinstance(b, transforms.Normalize):
+            assert (a.mean, a.std) == (b.mean, b.std)
+        elif isinstance(b, (transforms.CenterCrop, transforms.ToTensor)):
+            assert type(a) is type(b) and repr(a) == repr(b)
+        else:  # OpenAI's _convert_image_to_rgb function
+            assert isinstance(a, pp.ConvertToRGB)
+    # a pipeline built from the last steps gives OpenAI's tensor
+    image = Image.new("L", (300, 200), 77)
+    mixed = transforms.Compose([*theirs.transforms[:2], *ours.transforms[-3:]])
+    assert torch.equal(mixed(image), theirs(image))
 
 
 @pytest.mark.parametrize(

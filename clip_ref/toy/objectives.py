@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import CLIPConfig
-from ..layers import LayerNorm, Transformer
+from ..layers import LayerNorm, Transformer, causal_mask
 from ..loss import contrastive_loss
 from ..model import CLIP
 from ..tokenizer import EOT_TOKEN_ID, SOT_TOKEN_ID
@@ -151,7 +151,10 @@ class CaptionModel(_Predictive):
             torch.randn(config.context_length, width) * 0.01
         )
         self.transformer = Transformer(
-            width, config.transformer_layers, config.transformer_heads, causal=True
+            width,
+            config.transformer_layers,
+            config.transformer_heads,
+            attn_mask=causal_mask(config.context_length, device="cpu"),
         )
         self.ln_final = LayerNorm(width)
         self.head = nn.Linear(width, len(vocab))
@@ -168,7 +171,9 @@ class CaptionModel(_Predictive):
         inputs = self.token_embedding(ids[:, : length - 1].clamp(min=0))
         # [M, L, D]
         x = torch.cat([self.image_projection(image_features)[:, None], inputs], dim=1)
-        x = self.ln_final(self.transformer(x + self.positional_embedding[:length]))
+        x = x + self.positional_embedding[:length]
+        # the Transformer takes tokens first: [M, L, D] -> [L, M, D] and back
+        x = self.ln_final(self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2))
         # position j predicts token j, [M, L-1, V]
         log_probs = F.log_softmax(self.head(x[:, 1:]), dim=-1)
         targets = ids[:, 1:]  # tokens 1..L-1, [M, L-1]
