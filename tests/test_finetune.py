@@ -174,9 +174,9 @@ def test_long_captions_are_truncated_with_a_warning_or_refused(tmp_path):
             r"has no column 'filepath'",
         ),
         (
-            "filepath\tcaption\nimages/000.png\ta red circle\n",
+            "filepath;caption\nimages/000.png;a red circle\n",
             ValueError,
-            r"has no column .*tabs, pass delimiter",
+            r"has no column .*another character, pass delimiter",
         ),
         (
             "filepath,caption\nimages/000.png,a circle\n,a square\n",
@@ -229,8 +229,13 @@ def test_a_missing_csv_file_and_an_unreadable_image_are_named(tmp_path):
     [
         (["--init", "x.pt", "--preset", "tiny", "--data", "d.csv"], "pass one"),
         (["--init", "x.pt"], "--init needs --data"),
-        (["--data", "d.csv"], "--data is for fine-tuning"),
-        (["--lock-image"], "--lock-image is for fine-tuning"),
+        (["--data", "d.csv"], "--data is for your own pairs"),
+        (["--lock-image"], "--lock-image is for your own pairs"),
+        (["--csv-caption-key", "title"], "--csv-caption-key is for your own pairs"),
+        (["--model", "RN50", "--init", "x.pt", "--data", "d.csv"], "pass one"),
+        (["--model", "RN50"], "--model needs --data"),
+        (["--model", "RN50", "--data", "d.csv", "--lock-image"], "pass --init"),
+        (["--preset", "tiny", "--chunk-size", "0"], "--chunk-size must be at least 1"),
         (["--init", "x.pt", "--data", "d.csv", "--train-size", "8"], "--train-size"),
         (["--init", "x.pt", "--data", "d.csv", "--lr", "0"], "--lr must be positive"),
     ],
