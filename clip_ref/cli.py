@@ -303,7 +303,13 @@ def main(argv=None) -> dict:
     try:
         if args.model is not None:
             metrics = from_scratch(
-                architecture, args.data, args.out, recipe, **pairs, **common
+                architecture,
+                args.data,
+                args.out,
+                recipe,
+                name=args.model,
+                **pairs,
+                **common,
             )
         elif args.init is None:
             metrics = toy.train_toy(preset, args.out, **common)

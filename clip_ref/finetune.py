@@ -99,6 +99,8 @@ def from_scratch(
     data: str | os.PathLike,
     out: os.PathLike,
     config: TrainConfig = FROM_SCRATCH,
+    *,
+    name: str | None = None,
     **options,
 ) -> dict:
     """Train a CLIP of ``architecture`` (a released model's name, such as ``RN50``, or
@@ -107,14 +109,14 @@ def from_scratch(
 
     The initial weights are OpenAI's initialisation (:class:`clip_ref.model.CLIP`)
     drawn with ``config.seed``, so the same command gives the same model. ``options``
-    are those of :func:`train_on_csv`; ``metrics.json`` records ``model`` (the
-    architecture) where fine-tuning records ``init``.
+    are those of :func:`train_on_csv`; ``metrics.json`` records ``model`` (``name``,
+    or the released name) and ``architecture`` where fine-tuning records ``init``.
     """
     if isinstance(architecture, CLIPConfig):
-        name, architecture_config = "custom", architecture
+        architecture_config = architecture
     else:
-        name = str(architecture)
-        architecture_config = CLIPConfig.from_name(name)
+        name = name or str(architecture)
+        architecture_config = CLIPConfig.from_name(str(architecture))
     torch.manual_seed(config.seed)  # the same initial weights in every process
     model = CLIP(architecture_config)
     preprocess = Preprocess(model.visual.input_resolution)
