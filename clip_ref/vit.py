@@ -64,10 +64,10 @@ class VisionTransformer(nn.Module):
         x = x + self.positional_embedding.to(x.dtype)
         return self.ln_pre(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         x = self.transformer(self.tokens(x))  # [B, L, D]
         x = self.ln_post(x[:, 0])  # the class token's state [B, D]
-        return x @ self.proj  # [B, E]
+        return x @ self.proj if project else x  # [B, E], or [B, D] before projecting
 
 
 def resize_positional_embedding(
