@@ -3,12 +3,17 @@ the scale of one folder).
 
 CLIP was trained on (image, text) pairs; fine-tuning it continues that training on pairs
 of your own. The pairs are listed in a CSV file with a header row and two columns,
-``filepath`` and ``caption`` (open_clip's convention; other columns are ignored), one
-pair per row::
+``filepath`` and ``caption`` (other columns are ignored), one pair per row::
 
     filepath,caption
     images/0001.jpg,a red kite above a beach
     images/0002.jpg,"two dogs, one asleep"
+
+open_clip's training files are read as they are: its default layout, tab-separated with
+the columns ``filepath`` and ``title``, is recognised (a header with a tab in it means
+tabs; a file without a ``caption`` column takes its captions from ``title``), and other
+column names are given with ``image_key`` and ``caption_key`` (``--csv-image-key``,
+``--csv-caption-key``).
 
 A relative ``filepath`` is relative to the folder that holds the CSV file, so the file
 and its images can move together; an absolute one is used as it is. Captions that
@@ -57,6 +62,9 @@ from .tokenizer import CONTEXT_LENGTH, get_tokenizer
 __all__ = ["COLUMNS", "CSVCaptions"]
 
 COLUMNS = ("filepath", "caption")
+# open_clip's default caption column (its --csv-caption-key), used when there is no
+# "caption" column and no caption_key is given
+OPEN_CLIP_CAPTION = "title"
 
 
 class CSVCaptions(torch.utils.data.Dataset):
@@ -65,7 +73,7 @@ class CSVCaptions(torch.utils.data.Dataset):
 
     Args:
         path: the CSV file, with a header row naming at least the columns
-            ``filepath`` and ``caption``.
+            ``filepath`` and ``caption`` (or ``image_key`` and ``caption_key``).
         preprocess: image (a path) -> tensor [3, R, R]; the model's own, e.g. the
             second value that ``clip_ref.load`` returns, or
             ``clip_ref.Preprocess(model.visual.input_resolution)``.
@@ -73,8 +81,11 @@ class CSVCaptions(torch.utils.data.Dataset):
             models).
         truncate: cut captions longer than L tokens (with a warning) instead of
             raising ValueError.
-        delimiter: the column separator, ``","``; open_clip's own training CSVs are
-            often tab-separated (``"\\t"``).
+        delimiter: the column separator; by default a tab if the header row holds
+            one (open_clip's default), else a comma.
+        image_key, caption_key: the columns that hold the image paths and the
+            captions; by default ``filepath``, and ``caption`` or, in a file without
+            that column, open_clip's ``title``.
         skip_bad_images: drop the pairs whose image cannot be decoded (with a warning;
             they are listed in ``skipped``) instead of raising ValueError.
         progress: show a progress bar while the images are checked.
@@ -99,7 +110,9 @@ class CSVCaptions(torch.utils.data.Dataset):
         context_length: int = CONTEXT_LENGTH,
         *,
         truncate: bool = True,
-        delimiter: str = ",",
+        delimiter: str | None = None,
+        image_key: str = COLUMNS[0],
+        caption_key: str | None = None,
         skip_bad_images: bool = False,
         progress: bool = False,
     ):
@@ -108,6 +121,7 @@ class CSVCaptions(torch.utils.data.Dataset):
         if not self.path.is_file():
             raise FileNotFoundError(f"no caption file at {self.path}")
         self.preprocess = preprocess
+        self.columns = (image_key, caption_key)
         self.paths, self.captions, self.lines = self._read(delimiter)
         self.skipped = self._check_images(skip_bad_images, progress)
         self.tokens = self._tokenize(context_length, truncate)  # [N, L]
@@ -117,11 +131,14 @@ class CSVCaptions(torch.utils.data.Dataset):
         """What identifies these pairs, for a resumed training run: the CSV's checksum
         (its rows: paths as written, relative to it, and captions) and the pairs kept.
         Not where the folder is: a run can be resumed after the folder moved."""
-        return {
+        fingerprint = {
             "csv_sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
             "pairs": len(self.paths),
             "skipped_lines": [s["line"] for s in self.skipped],
         }
+        if self.columns != COLUMNS:  # runs on the default columns read as before
+            fingerprint["columns"] = list(self.columns)
+        return fingerprint
 
     def _text(self) -> str:
         data = self.path.read_bytes()
@@ -137,12 +154,15 @@ class CSVCaptions(torch.utils.data.Dataset):
                 "programs: CSV UTF-8)"
             ) from None
 
-    def _rows(self, delimiter: str):
+    def _rows(self, delimiter: str | None):
         """(line, fields) for every row after the header, and the header; strict: a
         quote left open, a field spanning lines or a row of the wrong width is an error
         naming its line."""
+        text = self._text()
+        if delimiter is None:  # a tab in the header row: open_clip's tab-separated file
+            delimiter = "\t" if "\t" in text.partition("\n")[0] else ","
         reader = csv.reader(
-            io.StringIO(self._text(), newline=""), delimiter=delimiter, strict=True
+            io.StringIO(text, newline=""), delimiter=delimiter, strict=True
         )
         end = 0
         try:
@@ -160,7 +180,7 @@ class CSVCaptions(torch.utils.data.Dataset):
                 "quote left open?)"
             ) from None
 
-    def _read(self, delimiter: str) -> tuple[list[Path], list[str], list[int]]:
+    def _read(self, delimiter: str | None) -> tuple[list[Path], list[str], list[int]]:
         paths, captions, lines = [], [], []
         rows = self._rows(delimiter)
         _, header = next(rows, (0, []))
@@ -170,20 +190,26 @@ class CSVCaptions(torch.utils.data.Dataset):
                 f"{self.path} is empty; expected a header row with the columns "
                 f"{', '.join(COLUMNS)}, then one row per image-caption pair"
             )
-        missing = [name for name in COLUMNS if name not in header]
+        image_key, caption_key = self.columns
+        if caption_key is None:
+            fallback = OPEN_CLIP_CAPTION in header and COLUMNS[1] not in header
+            caption_key = OPEN_CLIP_CAPTION if fallback else COLUMNS[1]
+            self.columns = (image_key, caption_key)
+        missing = [name for name in self.columns if name not in header]
         if missing:
             hint = ""
-            if len(header) == 1 and delimiter == ",":
+            if len(header) == 1:
                 hint = (
-                    " (if the file separates columns with tabs, pass delimiter='\\t' "
-                    "or --csv-separator)"
+                    " (if the file separates its columns with another character, pass "
+                    "delimiter= or --csv-separator)"
                 )
             raise ValueError(
                 f"{self.path} has no column {' or '.join(map(repr, missing))}: its "
                 f"header names {header}; expected the columns "
-                f"{', '.join(COLUMNS)}{hint}"
+                f"{', '.join(self.columns)} (other names: image_key=, caption_key=, "
+                f"--csv-image-key, --csv-caption-key){hint}"
             )
-        where = [header.index(name) for name in COLUMNS]
+        where = [header.index(name) for name in self.columns]
         for line, fields in rows:
             if not any(f.strip() for f in fields):
                 continue  # a blank line
@@ -195,7 +221,7 @@ class CSVCaptions(torch.utils.data.Dataset):
                 )
             filepath, caption = (fields[i].strip() for i in where)
             if not filepath or not caption:
-                empty = "filepath" if not filepath else "caption"
+                empty = image_key if not filepath else caption_key
                 raise ValueError(f"{self.path}, line {line}: the {empty} is empty")
             # an absolute path stays absolute
             paths.append(self.path.parent / Path(filepath).expanduser())

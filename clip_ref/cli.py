@@ -10,6 +10,8 @@ toy layer (:mod:`clip_ref.toy`, ``--preset``), fine-tuning from the reference
     python -m clip_ref.train --preset toy --out runs/toy --resume     # continue exactly
     python -m clip_ref.train --init ViT-B/32 --data pairs.csv --out runs/ft
     python -m clip_ref.train --init ViT-B/32 --data pairs.csv --out lit --lock-image
+    python -m clip_ref.train --model RN50 --data pairs.csv --out runs/rn50  # scratch
+    python -m clip_ref.train --preset toy --out big --batch-size 4096 --chunk-size 256
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import torch
 import torch.distributed as dist
 
 from . import toy
+from .config import RELEASED
 from .download import DownloadError
-from .finetune import FINETUNE, finetune
+from .finetune import FINETUNE, FROM_SCRATCH, finetune, from_scratch
 from .run_folder import DamagedCheckpointError, RunFolderError
 from .train import TrainConfig
 from .training_run import DivergedError
@@ -35,11 +38,13 @@ __all__ = ["main"]
 def _parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m clip_ref.train",
-        description="Train CLIP: a toy CLIP from scratch, or fine-tune a given model.",
+        description="Train CLIP: a toy CLIP from scratch, a released architecture from "
+        "scratch on your pairs, or fine-tune a given model on them.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group(
-        "what to train: a toy CLIP from scratch, or fine-tuning a given model"
+        "what to train: a toy CLIP from scratch, a released architecture from scratch "
+        "(--model), or fine-tuning a given model (--init)"
     )
     what.add_argument(
         "--preset",
@@ -52,15 +57,32 @@ def _parse_args(argv=None) -> argparse.Namespace:
         "file",
     )
     what.add_argument(
+        "--model",
+        metavar="NAME",
+        help="train this architecture from the paper's initialisation on --data: a "
+        "released name (e.g. RN50, ViT-B/32) or the architecture of a toy preset (toy, "
+        "tiny)",
+    )
+    what.add_argument(
         "--data",
         metavar="CSV",
-        help="with --init: the image-caption pairs, a CSV file with the columns "
-        "filepath (relative to the CSV's folder) and caption",
+        help="with --init or --model: the image-caption pairs, a CSV file with the "
+        "columns filepath (relative to the CSV's folder) and caption",
     )
     what.add_argument(
         "--csv-separator",
-        default=",",
-        help="with --data: the column separator (default ,)",
+        help="with --data: the column separator (default: a tab if the header row "
+        "holds one, as in open_clip's files, else ,)",
+    )
+    what.add_argument(
+        "--csv-image-key",
+        default="filepath",
+        help="with --data: the column of image paths (default filepath)",
+    )
+    what.add_argument(
+        "--csv-caption-key",
+        help="with --data: the column of captions (default caption, or open_clip's "
+        "title in a file without a caption column)",
     )
     what.add_argument(
         "--skip-bad-images",
@@ -109,6 +131,19 @@ def _parse_args(argv=None) -> argparse.Namespace:
         "of the steps)",
     )
     parser.add_argument(
+        "--chunk-size",
+        type=int,
+        help="run the encoders on this many pairs of each process's batch at a time "
+        "(gradient caching): the same gradient as the whole batch, with memory for "
+        "activations of one chunk",
+    )
+    parser.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute the Transformer blocks' activations in the backward pass "
+        "instead of keeping them (the same gradient, less memory, more time)",
+    )
+    parser.add_argument(
         "--train-size",
         type=int,
         help="with --preset: override the number of training pairs",
@@ -135,33 +170,45 @@ def _parse_args(argv=None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     # Mistakes in the command are reported here, before anything is loaded or trained.
-    if args.init is not None:
+    if args.init is not None and args.model is not None:
+        parser.error(
+            "--init fine-tunes a given model and --model trains an architecture from "
+            "scratch; pass one"
+        )
+    flag = "--init" if args.init is not None else "--model"
+    if args.init is not None or args.model is not None:
         if args.preset is not None:
             parser.error(
-                "--init fine-tunes a given model and --preset trains a toy CLIP from "
-                "scratch; pass one"
+                f"{flag} trains on your pairs and --preset trains a toy CLIP on the "
+                "toy world; pass one"
             )
         if args.data is None:
             parser.error(
-                "--init needs --data, the CSV file of image-caption pairs to fine-tune "
-                "on"
+                f"{flag} needs --data, the CSV file of image-caption pairs to train on"
             )
         if args.train_size is not None:
             parser.error(
-                "--train-size sets the size of a toy preset; with --init the CSV file "
-                "sets the data"
+                f"--train-size sets the size of a toy preset; with {flag} the CSV "
+                "file sets the data"
+            )
+        if args.lock_image and args.init is None:
+            parser.error(
+                "--lock-image freezes a trained image encoder: pass --init with the "
+                "model to start from"
             )
     else:
         for flag, value in (
             ("--data", args.data),
             ("--lock-image", args.lock_image),
-            ("--csv-separator", args.csv_separator != ","),
+            ("--csv-separator", args.csv_separator is not None),
+            ("--csv-image-key", args.csv_image_key != "filepath"),
+            ("--csv-caption-key", args.csv_caption_key is not None),
             ("--skip-bad-images", args.skip_bad_images),
         ):
             if value:
                 parser.error(
-                    f"{flag} is for fine-tuning: pass --init with the model to start "
-                    "from"
+                    f"{flag} is for your own pairs: pass --init with the model to "
+                    "fine-tune or --model with the architecture to train from scratch"
                 )
     for flag, least in (
         ("steps", 1),
@@ -169,6 +216,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
         ("warmup_steps", 0),
         ("checkpoint_every", 1),
         ("threads", 1),
+        ("chunk_size", 1),
     ):
         value = getattr(args, flag)
         if value is not None and value < least:
@@ -205,7 +253,23 @@ def _recipe(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
 
 def main(argv=None) -> dict:
     args = _parse_args(argv)
-    if args.init is None:
+    architecture = None
+    if args.model is not None:
+        if args.model in toy.PRESETS:  # the toy architectures, on your pairs
+            architecture = toy.PRESETS[args.model].model
+        elif args.model in RELEASED:
+            architecture = args.model
+        else:
+            raise SystemExit(
+                f"unknown model {args.model!r}; choose a released architecture "
+                f"({', '.join(RELEASED)}) or a toy preset's ({', '.join(toy.PRESETS)})"
+            )
+        steps = args.steps if args.steps is not None else FROM_SCRATCH.steps
+        recipe = _recipe(
+            args,
+            dataclasses.replace(FROM_SCRATCH, steps=steps, warmup_steps=steps // 10),
+        )
+    elif args.init is None:
         name = args.preset or "toy"
         if name not in toy.PRESETS:
             raise SystemExit(
@@ -227,9 +291,27 @@ def main(argv=None) -> dict:
         "progress": not args.no_progress,
         "stop_at": args.stop_at,
         "device": args.device,
+        "chunk_size": args.chunk_size,
+        "grad_checkpointing": args.grad_checkpointing,
+    }
+    pairs = {
+        "delimiter": args.csv_separator,
+        "image_key": args.csv_image_key,
+        "caption_key": args.csv_caption_key,
+        "skip_bad_images": args.skip_bad_images,
     }
     try:
-        if args.init is None:
+        if args.model is not None:
+            metrics = from_scratch(
+                architecture,
+                args.data,
+                args.out,
+                recipe,
+                name=args.model,
+                **pairs,
+                **common,
+            )
+        elif args.init is None:
             metrics = toy.train_toy(preset, args.out, **common)
         else:
             metrics = finetune(
@@ -238,8 +320,7 @@ def main(argv=None) -> dict:
                 args.out,
                 recipe,
                 lock_image=args.lock_image,
-                delimiter=args.csv_separator,
-                skip_bad_images=args.skip_bad_images,
+                **pairs,
                 **common,
             )
         lead = not dist.is_initialized() or dist.get_rank() == 0

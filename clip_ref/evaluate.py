@@ -35,7 +35,15 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import ImageFolder
 from tqdm import tqdm
 
-__all__ = ["Features", "accuracy", "evaluate", "image_features", "image_folder"]
+__all__ = [
+    "Features",
+    "accuracy",
+    "auroc",
+    "evaluate",
+    "f1_scores",
+    "image_features",
+    "image_folder",
+]
 
 
 @dataclass
@@ -173,6 +181,57 @@ def accuracy(
         for k in topk:
             correct[k] += int(hits[:, :k].any(dim=-1).sum())
     return {k: correct[k] / len(targets) for k in topk}
+
+
+def auroc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Area under the ROC curve of each column: the probability that a random
+    positive scores above a random negative (ties count half; Mann-Whitney U).
+
+    ``scores`` and ``positive`` (bool) are [N] or [N, C]; returns a float64 scalar or
+    [C]. 0.5 is chance, 1 a perfect ranking. Raises ``ValueError`` for a column without
+    positives or without negatives, where the area is undefined.
+    """
+    scores, positive = torch.as_tensor(scores), torch.as_tensor(positive).bool()
+    if scores.shape != positive.shape or scores.ndim not in (1, 2):
+        raise ValueError(
+            "scores and positive must have the same shape, [N] or [N, C]; got "
+            f"{tuple(scores.shape)} and {tuple(positive.shape)}"
+        )
+    columns = scores.reshape(len(scores), -1).double().T  # [C, N]
+    labels = positive.reshape(len(positive), -1).T  # [C, N]
+    areas = []
+    for c, (s, y) in enumerate(zip(columns, labels)):
+        p = int(y.sum())
+        n = len(y) - p
+        if p == 0 or n == 0:
+            raise ValueError(
+                f"column {c} has {p} positives and {n} negatives; the area under the "
+                "ROC curve needs both"
+            )
+        # tied scores share the mean of their ranks (1-based)
+        _, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)
+        ends = counts.cumsum(0).double()
+        ranks = (ends - (counts - 1) / 2)[inverse]
+        areas.append((ranks[y].sum() - p * (p + 1) / 2) / (p * n))
+    areas = torch.stack(areas)
+    return areas.reshape(()) if scores.ndim == 1 else areas
+
+
+def f1_scores(predicted: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """F1 of each column of a multi-label prediction, ``2 TP / (2 TP + FP + FN)``:
+    ``predicted`` and ``positive`` are bool [N, C]; returns float64 [C]. A column with
+    no positive and none predicted scores 0, as in scikit-learn."""
+    predicted, positive = torch.as_tensor(predicted).bool(), torch.as_tensor(positive)
+    positive = positive.bool()
+    if predicted.shape != positive.shape or predicted.ndim != 2:
+        raise ValueError(
+            "predicted and positive must both be [N, C], got "
+            f"{tuple(predicted.shape)} and {tuple(positive.shape)}"
+        )
+    tp = (predicted & positive).sum(0).double()
+    wrong = (predicted ^ positive).sum(0).double()  # FP + FN
+    denominator = 2 * tp + wrong
+    return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), 0.0)
 
 
 def evaluate(

@@ -22,6 +22,7 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class LayerNorm(nn.LayerNorm):
@@ -282,6 +283,13 @@ class Transformer(nn.Module):
         self.resblocks = nn.Sequential(
             *[ResidualAttentionBlock(width, heads, attn_mask) for _ in range(layers)]
         )
+        # recompute each block's activations in the backward pass instead of keeping
+        # them (clip_ref.train.set_grad_checkpointing)
+        self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for block in self.resblocks:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
         return self.resblocks(x)

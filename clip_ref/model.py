@@ -123,20 +123,24 @@ class CLIP(nn.Module):
         """The dtype the encoders compute in (fp16 after :func:`convert_weights`)."""
         return self.visual.conv1.weight.dtype
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, image: torch.Tensor, project: bool = True) -> torch.Tensor:
         """Images [B, 3, R, R], normalised as by :class:`clip_ref.Preprocess` ->
-        features [B, E]."""
+        features [B, E]. ``project=False`` returns the features before the projection
+        into the joint space: a ViT's class token after ``ln_post`` [B, D] (what the
+        paper's linear probes use for ViTs, appendix A.3), a ResNet's attention-pooled
+        features before ``c_proj`` [B, 32 * width]."""
         resolution = self.visual.input_resolution
         if image.ndim != 4 or tuple(image.shape[1:]) != (3, resolution, resolution):
             raise ValueError(
                 f"expected images of shape [B, 3, {resolution}, {resolution}], got "
                 f"{list(image.shape)}"
             )
-        return self.visual(image.to(self.dtype))
+        return self.visual(image.to(self.dtype), project=project)
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, text: torch.Tensor, project: bool = True) -> torch.Tensor:
         """Token ids [T, L] from :func:`clip_ref.tokenizer.tokenize` -> features [T,
-        E]."""
+        E]; ``project=False``: the end token's state before ``text_projection`` [T,
+        D]."""
         if text.ndim != 2 or text.shape[1] != self.context_length:
             raise ValueError(
                 f"expected token ids of shape [T, {self.context_length}], got "
@@ -154,7 +158,7 @@ class CLIP(nn.Module):
         # position that has seen the whole caption, so its state summarises the text.
         eot = text.argmax(dim=-1)  # [T]
         x = x[torch.arange(x.shape[0], device=x.device), eot]  # [T, D]
-        return x @ self.text_projection  # [T, E]
+        return x @ self.text_projection if project else x  # [T, E], or [T, D]
 
     def forward(
         self, image: torch.Tensor, text: torch.Tensor

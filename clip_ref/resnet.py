@@ -109,7 +109,7 @@ class AttentionPool2d(nn.Module):
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # [B, 1 + G*G, D]
         return x + self.positional_embedding.to(x.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         x = self.tokens(x)
         B, L, D = x.shape
         H = self.num_heads
@@ -118,7 +118,8 @@ class AttentionPool2d(nn.Module):
         k = self.k_proj(x).view(B, L, H, D // H).transpose(1, 2)  # [B, H, L, D/H]
         v = self.v_proj(x).view(B, L, H, D // H).transpose(1, 2)  # [B, H, L, D/H]
         out = F.scaled_dot_product_attention(q, k, v)  # [B, H, 1, D/H]
-        return self.c_proj(out.reshape(B, D))  # heads side by side -> [B, output_dim]
+        out = out.reshape(B, D)  # heads side by side
+        return self.c_proj(out) if project else out  # [B, output_dim], or [B, D]
 
 
 class ModifiedResNet(nn.Module):
@@ -176,9 +177,9 @@ class ModifiedResNet(nn.Module):
         x = self.relu3(self.bn3(self.conv3(x)))
         return self.avgpool(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         x = x.to(self.conv1.weight.dtype)
         x = self.stem(x)  # [B, width, R/4, R/4]
         # [B, 32 width, R/32, R/32]
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.attnpool(x)  # [B, output_dim]
+        return self.attnpool(x, project)  # [B, output_dim], or [B, 32 width]

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
+from .grad_cache import cached_contrastive_backward
+from .layers import Transformer
 from .loss import MAX_LOGIT_SCALE, contrastive_loss
 from .model import CLIP
 from .training_run import (
@@ -44,10 +46,12 @@ from .training_run import (
 __all__ = [
     "TrainConfig",
     "adamw",
+    "apply_gradients",
     "clamp_logit_scale",
     "learning_rate",
     "optimizer_step",
     "param_groups",
+    "set_grad_checkpointing",
     "train",
 ]
 
@@ -144,15 +148,38 @@ def optimizer_step(
     global gradient norm to ``grad_clip``, step. Returns the norm before clipping. With
     fp16 on a GPU, ``scaler`` scales the loss so that small gradients do not
     underflow."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    return apply_gradients(model, optimizer, lr, grad_clip, scaler)
+
+
+def apply_gradients(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr: float,
+    grad_clip: float,
+    scaler: torch.amp.GradScaler = NO_LOSS_SCALING,
+) -> torch.Tensor:
+    """The update of :func:`optimizer_step` from gradients already in ``.grad`` (by
+    :func:`clip_ref.grad_cache.cached_contrastive_backward`, say): clip, step. Returns
+    the norm before clipping."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
     return grad_norm
+
+
+def set_grad_checkpointing(model: nn.Module, enable: bool = True) -> None:
+    """Recompute every Transformer block's activations in the backward pass instead of
+    keeping them (the text encoder, and a ViT image encoder): less memory for a third
+    more computation, the same gradients. A modified ResNet's blocks are not
+    checkpointed: their BatchNorm would update its running statistics twice."""
+    for module in model.modules():
+        if isinstance(module, Transformer):
+            module.grad_checkpointing = enable
 
 
 @torch.no_grad()
@@ -180,9 +207,26 @@ def _start(model, dataset, config, out, device, **folder) -> TrainingRun:
     return run
 
 
-def _step(run: TrainingRun, features: nn.Module, images, tokens, lr, grad_clip):
-    """One training step on one batch: forward, loss, update, clamp. Returns (loss,
-    gradient norm before clipping), still on the device."""
+def _step(run: TrainingRun, features, images, tokens, lr, grad_clip, chunk_size):
+    """One training step on one batch: forward, loss, backward, update, clamp. Returns
+    (loss, gradient norm before clipping), still on the device. With ``chunk_size``
+    the encoders run on that many pairs at a time (gradient caching), to the same
+    gradient."""
+    if chunk_size is not None and chunk_size < len(images):
+        run.optimizer.zero_grad(set_to_none=True)
+        loss, scale = cached_contrastive_backward(
+            features,
+            images,
+            tokens,
+            chunk_size,
+            distributed=run.world > 1,
+            autocast=run.autocast,
+            scale_loss=run.scaler.scale,
+        )
+        run.check_temperature(scale)
+        grad_norm = apply_gradients(run.model, run.optimizer, lr, grad_clip, run.scaler)
+        clamp_logit_scale(run.model)
+        return loss, grad_norm.detach()
     with run.autocast:
         image_features, text_features, scale = features(images, tokens)  # [n, E] x 2
     run.check_temperature(scale)
@@ -212,13 +256,24 @@ def train(
     progress: bool = True,
     stop_at: int | None = None,
     device: str | torch.device | None = None,
+    chunk_size: int | None = None,
+    grad_checkpointing: bool = False,
 ) -> dict:
     """Train ``model`` on ``dataset`` (items ``(image [3, R, R], tokens [L])``) as
     ``config`` says, in one process or in each of W under ``torchrun``. ``resume``
     continues the run in ``out`` exactly, ``overwrite`` replaces it, ``stop_at`` ends it
     after that step with a checkpoint. Trainable weights must be fp32; frozen ones stay
     as they are. Returns ``{"stopped_at": step}``, or a summary after writing
-    ``out/model.pt``."""
+    ``out/model.pt``.
+
+    Two ways to fit a large batch in memory, both computing the same gradients (up to
+    float rounding), so neither is part of the recipe that a resume must match:
+    ``chunk_size`` runs the encoders on that many pairs of each process's batch at a
+    time (gradient caching, :mod:`clip_ref.grad_cache`), and ``grad_checkpointing``
+    recomputes the Transformer blocks' activations (:func:`set_grad_checkpointing`)."""
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    set_grad_checkpointing(model, grad_checkpointing)
     run = _start(
         model,
         dataset,
@@ -247,7 +302,9 @@ def train(
             images, tokens = default_collate([dataset[i] for i in indices])
             images, tokens = images.to(run.device), tokens.to(run.device)
             lr = learning_rate(step, config)
-            loss, grad_norm = _step(run, features, images, tokens, lr, config.grad_clip)
+            loss, grad_norm = _step(
+                run, features, images, tokens, lr, config.grad_clip, chunk_size
+            )
             step += 1
             if step % config.log_every == 0 or step == config.steps:
                 seconds = time.perf_counter() - started

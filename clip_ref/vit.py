@@ -65,13 +65,13 @@ class VisionTransformer(nn.Module):
         x = x + self.positional_embedding.to(x.dtype)
         return self.ln_pre(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, project: bool = True) -> torch.Tensor:
         x = self.tokens(x)  # [B, L, D]
         # The Transformer takes OpenAI's tokens-first layout (see clip_ref.layers).
         x = self.transformer(x.permute(1, 0, 2))  # [B, L, D] -> [L, B, D]
         x = x.permute(1, 0, 2)  # [L, B, D] -> [B, L, D]
         x = self.ln_post(x[:, 0])  # the class token's state [B, D]
-        return x @ self.proj  # [B, E]
+        return x @ self.proj if project else x  # [B, E], or [B, D] before projecting
 
 
 def resize_positional_embedding(

@@ -17,6 +17,13 @@ exactly one classifier at inference time.
 
 Shapes: C classes, K templates, b classes per batch, L context length, E embedding dim.
 
+A softmax over the C columns answers "which one of these?": its probabilities sum to 1,
+so it cannot say that an image shows two of the labels, or none of them.
+:func:`label_scores` asks each label on its own, "this label, or not?", as a softmax
+over two captions, the label's and a negative one ("a photo of something else", or "a
+photo without a {}"); :func:`fit_label_thresholds` instead learns, from a few labelled
+images, the similarity above which each label applies.
+
 The command line, ``python -m clip_ref.zeroshot --model ViT-B/32 --data PATH``, loads a
 model by name or checkpoint path, encodes an image folder once with
 :mod:`clip_ref.evaluate`, and prints top-1 and top-5 for each template set.
@@ -41,7 +48,13 @@ from .tokenizer import tokenize
 
 Template = str | Callable[[str], str]
 
-__all__ = ["check_template", "main", "zero_shot_classifier"]
+__all__ = [
+    "check_template",
+    "fit_label_thresholds",
+    "label_scores",
+    "main",
+    "zero_shot_classifier",
+]
 
 
 def check_template(template: Template) -> None:
@@ -166,6 +179,87 @@ def zero_shot_classifier(
             columns.append(F.normalize(class_embeddings, dim=-1))
             bar.update(len(batch))
     return torch.cat(columns).T.contiguous().to(device)  # [C, E] -> [E, C]
+
+
+def label_scores(
+    image_features: torch.Tensor,
+    classifier: torch.Tensor,
+    negative: torch.Tensor,
+    logit_scale: float | torch.Tensor = 100.0,
+) -> torch.Tensor:
+    """The probability that each label applies to each image, each label on its own.
+
+    For label c, a softmax over two captions, the label's (column c of ``classifier``)
+    and a negative one (column c of ``negative``, or its single column for every
+    label), with CLIP's logit scale: ``sigmoid(scale * (cos(I, W_c) - cos(I, N_c)))``.
+    Unlike a softmax over the C labels, the scores need not sum to 1: an image can
+    have several labels, or none (open-set: "none of these").
+
+    Args:
+        image_features: [B, E] (normalised here).
+        classifier: ``W [E, C]`` from :func:`zero_shot_classifier`.
+        negative: [E, C], one negative caption per label (``"a photo without a
+            {}."``), or [E, 1], one generic negative (``"a photo of something
+            else."``), also from :func:`zero_shot_classifier`.
+        logit_scale: the model's multiplier, ``model.logit_scale.exp()`` (100 for
+            the released models).
+
+    Returns:
+        [B, C] float32 probabilities.
+    """
+    if classifier.ndim != 2 or negative.ndim != 2:
+        raise ValueError(
+            "classifier and negative must be [E, C] and [E, C] or [E, 1], got "
+            f"{tuple(classifier.shape)} and {tuple(negative.shape)}"
+        )
+    if negative.shape[0] != classifier.shape[0] or negative.shape[1] not in (
+        1,
+        classifier.shape[1],
+    ):
+        raise ValueError(
+            f"negative must be [E, C] or [E, 1] for a classifier [E, C] = "
+            f"{list(classifier.shape)}, got {list(negative.shape)}"
+        )
+    image_features = F.normalize(image_features.float(), dim=-1)  # [B, E]
+    positive_cosine = image_features @ classifier.float()  # [B, C]
+    negative_cosine = image_features @ negative.float()  # [B, C] or [B, 1]
+    # softmax([a, b])[0] = sigmoid(a - b)
+    return torch.sigmoid(logit_scale * (positive_cosine - negative_cosine))
+
+
+def fit_label_thresholds(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Per-label thresholds fitted on a few labelled images: for each label, the
+    threshold on ``scores`` that maximises that label's F1 on them.
+
+    ``scores`` [N, C] (cosine similarities ``I @ W``, or :func:`label_scores`) and
+    ``positive`` [N, C] bool. Each threshold lies halfway between the lowest score it
+    accepts and the highest it rejects, so that new images a little either side are
+    treated alike; predict with ``scores >= thresholds``. Returns [C], in the scores'
+    dtype.
+    """
+    scores, positive = torch.as_tensor(scores), torch.as_tensor(positive).bool()
+    if scores.shape != positive.shape or scores.ndim != 2:
+        raise ValueError(
+            "scores and positive must both be [N, C], got "
+            f"{tuple(scores.shape)} and {tuple(positive.shape)}"
+        )
+    thresholds = []
+    for c in range(scores.shape[1]):
+        s, order = scores[:, c].sort(descending=True)
+        y = positive[order, c].double()
+        if not y.any():  # no example of the label: accept nothing seen
+            thresholds.append(s[0] + 1)
+            continue
+        # accepting the top k: TP = cumsum(y)[k-1], FP + FN = k - TP + (P - TP)
+        tp = y.cumsum(0)
+        k = torch.arange(1, len(s) + 1, dtype=torch.float64)
+        f1 = 2 * tp / (k + y.sum())
+        # a cut is only possible between two different scores (or below all of them)
+        distinct = torch.cat([s[:-1] > s[1:], torch.tensor([True])])
+        best = int(torch.where(distinct, f1, -1.0).argmax())
+        below = s[best + 1] if best + 1 < len(s) else s[best] - 1
+        thresholds.append((s[best] + below) / 2)
+    return torch.stack(thresholds).to(scores.dtype)
 
 
 # ---------------------------------------------------------------- command line

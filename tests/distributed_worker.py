@@ -20,6 +20,7 @@ from support import TINY_VIT, random_tokens
 from torch.nn.parallel import DistributedDataParallel
 
 from clip_ref import CLIP
+from clip_ref.grad_cache import cached_contrastive_backward
 from clip_ref.loss import check_equal_batches, contrastive_loss, local_contrastive_loss
 from clip_ref.training_run import Features
 
@@ -118,7 +119,25 @@ def model_check(rank: int, world: int, n: int = 3) -> dict:
         for name, p in model.named_parameters()
     }
     worst = max(diffs, key=diffs.get)
+
+    # Gradient caching under DDP: chunks of 2 and 1 of this process's 3 pairs, the loss
+    # over all 2 x 3, the gradients averaged once, in the last chunk.
+    chunked = CLIP(TINY_VIT).double()
+    chunked.load_state_dict(reference.state_dict())
+    chunked_loss, _ = cached_contrastive_backward(
+        DistributedDataParallel(Features(chunked)),
+        images[mine],
+        tokens[mine],
+        2,
+        distributed=True,
+    )
+    chunked_diffs = [
+        max_diff(p.grad, dict(reference.named_parameters())[name].grad)
+        for name, p in chunked.named_parameters()
+    ]
     return {
+        "chunked_param_grad_max_diff": max(chunked_diffs),
+        "chunked_loss_diff": max_diff(chunked_loss, loss.detach()),
         "param_grad_max_diff": diffs[worst],
         "param_grad_worst": worst,
         "param_grad_size": max(

@@ -88,6 +88,14 @@ def test_ddp_parameter_gradients_equal_single_process_on_concatenated_batch(
         assert r["param_grad_max_diff"] < 1e-10, r
 
 
+def test_chunked_ddp_gradients_equal_single_process_on_concatenated_batch(
+    worker_results,
+):
+    for r in worker_results:
+        assert r["chunked_param_grad_max_diff"] < 1e-10, r
+        assert r["chunked_loss_diff"] < 1e-12, r
+
+
 def test_unequal_local_batches_raise_on_every_process(worker_results):
     for r in worker_results:
         assert (
@@ -96,7 +104,8 @@ def test_unequal_local_batches_raise_on_every_process(worker_results):
         )
 
 
-def test_train_cli_under_torchrun(tmp_path):
+@pytest.mark.parametrize("chunks", [[], ["--chunk-size", "3"]])
+def test_train_cli_under_torchrun(tmp_path, chunks):
     out = tmp_path / "run"
     torchrun(
         [
@@ -111,6 +120,7 @@ def test_train_cli_under_torchrun(tmp_path):
             "4",
             "--checkpoint-every",
             "2",
+            *chunks,
         ],
         tmp_path,
     )

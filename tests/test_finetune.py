@@ -3,6 +3,7 @@ command line, --lock-image."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -174,9 +175,9 @@ def test_long_captions_are_truncated_with_a_warning_or_refused(tmp_path):
             r"has no column 'filepath'",
         ),
         (
-            "filepath\tcaption\nimages/000.png\ta red circle\n",
+            "filepath;caption\nimages/000.png;a red circle\n",
             ValueError,
-            r"has no column .*tabs, pass delimiter",
+            r"has no column .*another character, pass delimiter",
         ),
         (
             "filepath,caption\nimages/000.png,a circle\n,a square\n",
@@ -229,8 +230,13 @@ def test_a_missing_csv_file_and_an_unreadable_image_are_named(tmp_path):
     [
         (["--init", "x.pt", "--preset", "tiny", "--data", "d.csv"], "pass one"),
         (["--init", "x.pt"], "--init needs --data"),
-        (["--data", "d.csv"], "--data is for fine-tuning"),
-        (["--lock-image"], "--lock-image is for fine-tuning"),
+        (["--data", "d.csv"], "--data is for your own pairs"),
+        (["--lock-image"], "--lock-image is for your own pairs"),
+        (["--csv-caption-key", "title"], "--csv-caption-key is for your own pairs"),
+        (["--model", "RN50", "--init", "x.pt", "--data", "d.csv"], "pass one"),
+        (["--model", "RN50"], "--model needs --data"),
+        (["--model", "RN50", "--data", "d.csv", "--lock-image"], "pass --init"),
+        (["--preset", "tiny", "--chunk-size", "0"], "--chunk-size must be at least 1"),
         (["--init", "x.pt", "--data", "d.csv", "--train-size", "8"], "--train-size"),
         (["--init", "x.pt", "--data", "d.csv", "--lr", "0"], "--lr must be positive"),
     ],
@@ -398,3 +404,76 @@ def test_command_line_fine_tunes_in_a_subprocess(vit_setup, tmp_path):
     assert metrics == json.loads((tmp_path / "out" / "metrics.json").read_text())
     model, _ = clip_ref.load(tmp_path / "out" / "model.pt", device="cpu")
     assert model.visual.input_resolution == TINY_VIT.image_resolution
+
+
+# -- your own columns, open_clip's files, and training from scratch
+# -------------------------------------------------------------------
+
+
+def test_open_clips_tab_separated_title_files_and_named_columns_read_the_same_pairs(
+    vit_setup,
+):
+    _, pairs = vit_setup
+    preprocess = clip_ref.Preprocess(32)
+    plain = CSVCaptions(pairs, preprocess, context_length=16)
+    rows = list(csv.reader(pairs.read_text().splitlines()))
+    variants = {
+        # open_clip's default: tabs, filepath and title; no flag needed
+        "open_clip.tsv": ("\t", ["filepath", "title", "source"]),
+        "named.csv": (",", ["image", "text", "source"]),
+    }
+    for name, (separator, header) in variants.items():
+        with open(pairs.parent / name, "w", newline="") as handle:
+            csv.writer(handle, delimiter=separator).writerows([header, *rows[1:]])
+    try:
+        tsv = CSVCaptions(pairs.parent / "open_clip.tsv", preprocess, context_length=16)
+        named = CSVCaptions(
+            pairs.parent / "named.csv",
+            preprocess,
+            context_length=16,
+            image_key="image",
+            caption_key="text",
+        )
+        for data in (tsv, named):
+            assert data.paths == plain.paths and data.captions == plain.captions
+            assert torch.equal(data.tokens, plain.tokens)
+        assert tsv.columns == ("filepath", "title")
+        assert tsv.fingerprint["columns"] == ["filepath", "title"]
+        assert "columns" not in plain.fingerprint  # older runs resume as before
+        with pytest.raises(ValueError, match=r"no column 'caption'.*--csv-caption-key"):
+            CSVCaptions(pairs.parent / "named.csv", preprocess, image_key="image")
+    finally:
+        for name in variants:
+            (pairs.parent / name).unlink()
+
+
+def test_from_scratch_trains_an_architecture_from_its_initialisation(
+    vit_setup, tmp_path
+):
+    from clip_ref.toy import PRESETS
+
+    _, pairs = vit_setup
+    out = tmp_path / "scratch"
+    argv = ["--model", "tiny", "--data", str(pairs), "--out", str(out)]
+    argv += ["--steps", "3", "--batch-size", "8", "--no-progress", "--device", "cpu"]
+    metrics = main(argv + ["--chunk-size", "3"])
+    assert metrics == json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "tiny" and metrics["pairs"] == PAIRS
+    assert metrics["skipped_images"] == [] and "init" not in metrics
+    model, _ = clip_ref.load(out / "model.pt", device="cpu")
+    assert model.config == PRESETS["tiny"].model
+    torch.manual_seed(0)  # the recipe's seed draws the paper's initialisation
+    start = CLIP(PRESETS["tiny"].model).state_dict()
+    assert _changed(start, model.state_dict(), "visual.")
+    assert _changed(start, model.state_dict(), exclude="visual.")
+    # the learning rate of the from-scratch recipe, after its warm-up of 0 steps
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 3 and log[-1]["lr"] > 1e-4
+
+
+def test_an_unknown_architecture_is_named(vit_setup, tmp_path, capsys):
+    _, pairs = vit_setup
+    argv = ["--model", "ViT-Q/99", "--data", str(pairs), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match=r"unknown model 'ViT-Q/99'.*RN50"):
+        main(argv)
+    assert not (tmp_path / "o").exists()

@@ -152,10 +152,12 @@ def train_toy(
     progress: bool = True,
     stop_at: int | None = None,
     device: str | torch.device | None = None,
+    chunk_size: int | None = None,
+    grad_checkpointing: bool = False,
 ) -> dict:
     """Train the toy CLIP as ``run`` says into ``out``; return its metrics, also written
-    to ``out/metrics.json``. ``resume`` and ``overwrite`` are
-    :func:`clip_ref.train.train`'s.
+    to ``out/metrics.json``. ``resume``, ``overwrite``, ``chunk_size`` and
+    ``grad_checkpointing`` are :func:`clip_ref.train.train`'s.
 
     Metrics: zero-shot top-1 on held-out and seen combinations, chance, the run itself
     and the training summary of :func:`clip_ref.train.train`. ``{"stopped_at": step}``
@@ -174,6 +176,8 @@ def train_toy(
         progress=progress,
         stop_at=stop_at,
         device=device,
+        chunk_size=chunk_size,
+        grad_checkpointing=grad_checkpointing,
     )
     if "stopped_at" in summary or (
         torch.distributed.is_initialized() and torch.distributed.get_rank() != 0
