@@ -190,6 +190,29 @@ def test_unknown_name_lists_the_models(tmp_path):
         clip_ref.load("ViT-B/33", device="cpu", download_root=tmp_path)
 
 
+def test_errors_openai_raises_as_runtime_errors_are_runtime_errors_too(tmp_path):
+    """Client code written for OpenAI's clip catches RuntimeError; the specific types
+    still work for everyone else."""
+    with pytest.raises(clip_ref.ModelNotFoundError) as missing:
+        clip_ref.load(tmp_path / "nothing.pt", device="cpu")
+    assert isinstance(missing.value, RuntimeError)
+    assert isinstance(missing.value, FileNotFoundError)
+    with pytest.raises(clip_ref.TextTooLongError) as long:
+        clip_ref.tokenize("word " * 100)
+    assert isinstance(long.value, RuntimeError) and isinstance(long.value, ValueError)
+
+
+def test_jit_true_warns_and_returns_the_eager_model(tmp_path):
+    archive = tmp_path / "tiny.pt"
+    traced_openai_archive(archive)
+    eager, _ = clip_ref.load(archive, "cpu", False)  # OpenAI's positional order
+    with pytest.warns(UserWarning, match="jit=True"):
+        scripted, _ = clip_ref.load(archive, device="cpu", jit=True)
+    assert type(scripted) is type(eager) is clip_ref.CLIP
+    for a, b in zip(scripted.state_dict().values(), eager.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_malicious_archive_is_refused_by_load(tmp_path):
     archive, evil, flag = tmp_path / "tiny.pt", tmp_path / "evil.pt", tmp_path / "flag"
     traced_openai_archive(archive)
