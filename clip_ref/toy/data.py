@@ -14,30 +14,47 @@ while every shape and every colour does. Classifying images of those combination
 miniature (paper §3.1): the model has seen red things and circles, never a red circle,
 and never a label.
 
-A second drawing style, ``"outline"`` (the shape's edge only, in its colour, with
-captions that say so), is a domain the book's toy CLIP never trains on: the fine-tuning
-chapter adapts the model to it. ``SHIFTS`` change how the same objects look without
-changing what they are (noise, blur, faded colours, a light background): the robustness
-chapter tests models on them, as the paper tests ImageNet models on shifted versions of
-ImageNet (§3.3).
+Two worlds, as the paper has two (§2.2, §3.3): the web it pre-trains on, and ImageNet,
+one kind of photograph, whose labels and shifted versions test it.
+
+* The **template world** (the default, and the book's toy CLIP's): every image drawn
+  clean, every caption one of ten templates naming the shape and the colour. The
+  labelled sets of chapters 9 and the robustness chapter are drawn like it.
+* The **web-like world** (``captions="web"``, ``images="web"``, two knobs that can be
+  turned separately): captions written as alt-text is (:func:`web_caption`: synonyms,
+  free word order, attributes left out, words about other things, a twentieth about
+  nothing in the picture), and images drawn in a mix of looks (``WEB_IMAGE_MIX``: half
+  clean, an eighth each with one of ``WEB_SHIFTS``). The objectives chapter races the
+  objectives of Figure 2 on it, and the robustness chapter pre-trains CLIPs on it.
+
+``SHIFTS`` change how the same objects look without changing what they are: the four
+``WEB_SHIFTS`` (noise, blur, faded colours, a light background) occur in web-like
+pre-training, the two ``UNSEEN_SHIFTS`` (dark, occluded) in no training set. A second
+drawing style, ``"outline"`` (the shape's edge only, in its colour, with captions that
+say so), is a domain no pre-training world has: the fine-tuning chapter adapts the model
+to it, and the robustness chapter counts it among the unseen shifts.
 
 Shapes: N images, R resolution, L context length.
 """
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 
 from ..preprocess import normalize
-from ..tokenizer import tokenize
+from ..tokenizer import get_tokenizer, tokenize
 
 __all__ = [
+    "CAPTIONS",
     "CLASSNAMES",
     "COLOURS",
     "COMBINATIONS",
     "DEFAULT_TEMPLATE",
     "HELD_OUT",
+    "IMAGES",
     "OUTLINE_TEMPLATES",
     "POSITIONS",
     "SEEN",
@@ -47,11 +64,15 @@ __all__ = [
     "SPLITS",
     "STYLES",
     "TEMPLATES",
+    "UNSEEN_SHIFTS",
+    "WEB_IMAGE_MIX",
+    "WEB_SHIFTS",
     "ToyCaptions",
     "caption",
     "class_prompts",
     "prompt_template",
     "render",
+    "web_caption",
 ]
 
 # Shapes that stay distinct at 32 pixels: a diamond in place of the heart was often
@@ -141,11 +162,93 @@ OUTLINE_TEMPLATES = (
 # describe the object). "noise": Gaussian pixel noise of standard deviation 40 (of 255);
 # "blur": drawn at 12 pixels and scaled back up; "faded": every pixel pulled half way to
 # a light grey; "light background": backgrounds 100 grey levels lighter (100 to 170,
-# where the world's are 0 to 70).
-SHIFTS = ("noise", "blur", "faded", "light background")
+# where the world's are 0 to 70). The web-like world draws some of its images with these
+# four (``WEB_SHIFTS``). Two more never occur in any training set of the book
+# (``UNSEEN_SHIFTS``): "dark", every pixel at 40% of its brightness, and "occluded", a
+# band of background grey a third of the image wide drawn across it at a random place.
+WEB_SHIFTS = ("noise", "blur", "faded", "light background")
+UNSEEN_SHIFTS = ("dark", "occluded")
+SHIFTS = WEB_SHIFTS + UNSEEN_SHIFTS
 _NOISE_STD, _BLUR_RESOLUTION, _FADE, _FADE_GREY, _LIGHTER = 40.0, 12, 0.5, 200.0, 100.0
-# offsets the seeds of the noise's generator from those of the objects' generators
-_SHIFT_STREAM = 2**40
+_DARK, _BAND, _BAND_GREY = 0.4, 1 / 3, 128.0
+# The web-like world (``ToyCaptions(..., captions="web", images="web")``): the toy
+# CLIP's pre-training pairs. Alt-text is not a label: it names things with many words,
+# in any order, leaves attributes out, talks about what is not in the picture, and
+# sometimes does not describe the picture at all. Each web caption: with probability
+# ``_WEB_UNRELATED`` a sentence about nothing in the picture; otherwise the shape and
+# the colour each mentioned with probability ``_WEB_MENTION`` (at least one of them),
+# each in its usual word or a synonym, the size and the place each with probability
+# ``_WEB_DETAIL``, in one of several word orders; a picture drawn with a shift mentions
+# it with probability ``_WEB_STYLE_WORDS`` ("a blurry photo of ..."), and with
+# probability ``_WEB_EXTRA`` words about something else come before or after.
+_WEB_UNRELATED, _WEB_MENTION, _WEB_DETAIL, _WEB_STYLE_WORDS, _WEB_EXTRA = (
+    0.05,
+    0.9,
+    0.3,
+    0.5,
+    0.3,
+)
+_WEB_USUAL = 0.7
+# The usual word comes first and is drawn half the time; the synonyms share the rest.
+_WEB_SHAPE_WORDS = {
+    "circle": ("circle", "disc", "dot", "round shape"),
+    "square": ("square", "box", "block"),
+    "triangle": ("triangle", "wedge", "pyramid"),
+    "heart": ("heart", "love heart", "valentine"),
+    "cross": ("cross", "plus sign", "plus"),
+    "ring": ("ring", "hoop", "donut"),
+}
+_WEB_COLOUR_WORDS = {
+    "red": ("red", "scarlet", "crimson"),
+    "green": ("green", "emerald", "lime"),
+    "blue": ("blue", "navy", "azure"),
+    "yellow": ("yellow", "golden", "lemon"),
+    "purple": ("purple", "violet", "lilac"),
+    "orange": ("orange", "tangerine", "amber"),
+}
+# What a caption calls the object when it leaves its shape out.
+_WEB_THING = ("shape", "thing", "object", "one")
+# {noun}: the shape or a stand-in; {colour}, {size}, {where}: a word or nothing.
+_WEB_ORDERS = (
+    "a {size} {colour} {noun} {where}",
+    "{colour} {noun} {where}",
+    "{where} a {size} {colour} {noun}",
+    "{noun}, {colour}, {size}",
+    "the {noun} is {colour} {where}",
+    "{size} {noun} in {colour}",
+)
+_WEB_STYLE_PHRASES = {
+    "clean": ("a photo of", "a picture of", "a drawing of"),
+    "noise": ("a grainy photo of", "a noisy picture of"),
+    "blur": ("a blurry photo of", "an out of focus picture of"),
+    "faded": ("a faded photo of", "a washed out picture of"),
+    "light background": ("on a white background", "on a light background"),
+}
+_WEB_EXTRAS_BEFORE = ("my favourite", "look at this", "new", "stock image:", "cute")
+_WEB_EXTRAS_AFTER = ("wallpaper", "for sale", "by anna", "#art", "today", "2019")
+_WEB_UNRELATED_TEXTS = (
+    "untitled",
+    "image 42",
+    "click to enlarge",
+    "my weekend",
+    "view more photos",
+    "no description",
+    "shared with friends",
+    "new post",
+)
+# The share of web-like images drawn in each style: "clean" is the labelled world's.
+WEB_IMAGE_MIX = {
+    "clean": 0.5,
+    "noise": 0.125,
+    "blur": 0.125,
+    "faded": 0.125,
+    "light background": 0.125,
+}
+CAPTIONS = ("template", "web")
+IMAGES = ("clean", "web")
+# offset the seeds of the noise's, the looks' and the web captions' generators from
+# those of the objects' generators
+_SHIFT_STREAM, _LOOK_STREAM, _CAPTION_STREAM = 2**40, 2**41, 2**42
 # Zero-shot classes are named "red circle", "blue square", ...: CLASSNAMES[label] names
 # COMBINATIONS[label].
 CLASSNAMES = tuple(f"{colour} {shape}" for shape, colour in COMBINATIONS)
@@ -228,6 +331,59 @@ def caption(
     return _with_articles(text)
 
 
+def web_caption(
+    rng: random.Random, shape: str, colour: str, size: str, position: str, look: str
+) -> list:
+    """Captions of one object in the web-like world, as alt-text might be, drawn from
+    ``rng``: a list of variants, each the one before with fewer words (the extra words
+    left out, then the place, then the size and the style), so that the first one that
+    fits the context length can be taken. ``look`` is ``"clean"`` or one of
+    ``WEB_SHIFTS``, how the picture is drawn.
+
+    The draws do not depend on the context length: every variant is drawn at once.
+    """
+    if rng.random() < _WEB_UNRELATED:
+        return [rng.choice(_WEB_UNRELATED_TEXTS)]
+
+    def word(words: tuple) -> str:  # the usual word, or now and then a synonym
+        return words[0] if rng.random() < _WEB_USUAL else rng.choice(words[1:])
+
+    says_shape, says_colour = rng.random() < _WEB_MENTION, rng.random() < _WEB_MENTION
+    if not (says_shape or says_colour):
+        says_shape = rng.random() < 0.5
+        says_colour = not says_shape
+    noun = word(_WEB_SHAPE_WORDS[shape]) if says_shape else rng.choice(_WEB_THING)
+    colour_word = word(_WEB_COLOUR_WORDS[colour]) if says_colour else ""
+    size_word = rng.choice(_SIZE_WORDS[size]) if rng.random() < _WEB_DETAIL else ""
+    where = rng.choice(_WHERE_WORDS[position]) if rng.random() < _WEB_DETAIL else ""
+    order = rng.choice(_WEB_ORDERS)
+    if "{colour}" in order and not colour_word and not order.startswith("a "):
+        order = _WEB_ORDERS[0]  # "the disc is" or "disc in" would be cut short
+    style_words = rng.random() < (_WEB_STYLE_WORDS if look != "clean" else 0.2)
+    style = rng.choice(_WEB_STYLE_PHRASES[look]) if style_words else ""
+    before, after = rng.choice(_WEB_EXTRAS_BEFORE), rng.choice(_WEB_EXTRAS_AFTER)
+    extra = rng.random() < _WEB_EXTRA
+    extra_before = rng.random() < 0.5
+
+    def write(where: str, size_word: str, style: str, extra: bool) -> str:
+        text = order.format(noun=noun, colour=colour_word, size=size_word, where=where)
+        text = " ".join(text.replace(", ,", ",").split()).strip(" ,")
+        if style.startswith("on "):
+            text = f"{text} {style}"
+        elif style and not text.startswith("the "):
+            text = f"{style} {text if text.startswith(('a ', 'the ')) else 'a ' + text}"
+        if extra:
+            text = f"{before} {text}" if extra_before else f"{text} {after}"
+        return _with_articles(" ".join(text.split()))
+
+    return [
+        write(where, size_word, style, extra),
+        write(where, size_word, style, False),
+        write("", size_word, style, False),
+        write("", "", "", False),
+    ]
+
+
 def _caption_templates(style: str) -> tuple:
     """The caption templates of a drawing style; an unknown style is an error."""
     if style not in STYLES:
@@ -308,12 +464,9 @@ def _shifted(images: torch.Tensor, shift: str, seed: int) -> torch.Tensor:
     drawn, not applied)."""
     x = images.float()
     # its own generator, so the objects and captions stay those of the unshifted set
+    generator = torch.Generator().manual_seed(seed)
     if shift == "noise":
-        x = (
-            x
-            + torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-            * _NOISE_STD
-        )
+        x = x + torch.randn(x.shape, generator=generator) * _NOISE_STD
     elif shift == "blur":
         small = F.interpolate(x, size=_BLUR_RESOLUTION, mode="area")
         x = F.interpolate(
@@ -321,7 +474,36 @@ def _shifted(images: torch.Tensor, shift: str, seed: int) -> torch.Tensor:
         )
     elif shift == "faded":
         x = x + (_FADE_GREY - x) * _FADE
+    elif shift == "dark":
+        x = x * _DARK
+    elif shift == "occluded":
+        n, side = len(x), images.shape[-1]
+        width = round(side * _BAND)
+        start = torch.randint(side - width + 1, (n,), generator=generator)
+        across = torch.rand(n, generator=generator) < 0.5  # a column, else a row
+        pixels = torch.arange(side)
+        band = (pixels >= start[:, None]) & (pixels < start[:, None] + width)  # [N, R]
+        mask = torch.where(
+            across[:, None, None], band[:, None, :], band[:, :, None]
+        )  # [N, R, R]
+        x = torch.where(mask[:, None], torch.full_like(x, _BAND_GREY), x)
     return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _fitting(variants: list, context_length: int) -> list:
+    """The first variant of each caption (:func:`web_caption`'s lists) whose tokens fit
+    ``context_length`` with the start and end tokens; the last variant if none does
+    (then :func:`~clip_ref.tokenizer.tokenize` reports it)."""
+    tokenizer, lengths = get_tokenizer(), {}
+    chosen = []
+    for options in variants:
+        for text in options:
+            if text not in lengths:
+                lengths[text] = len(tokenizer.encode(text)) + 2
+            if lengths[text] <= context_length:
+                break
+        chosen.append(text)
+    return chosen
 
 
 class ToyCaptions(torch.utils.data.Dataset):
@@ -352,10 +534,16 @@ class ToyCaptions(torch.utils.data.Dataset):
             that template with the first synonyms. ``one_template=3`` ("a red circle")
             gives one caption per class, where the book's world has hundreds. The same
             objects as without it.
+        captions: ``"template"`` (captions from ``TEMPLATES``, each naming every
+            attribute) or ``"web"`` (alt-text-like captions: :func:`web_caption`).
+        images: ``"clean"`` (every image drawn like the labelled world's) or ``"web"``
+            (each image drawn clean or with one of ``WEB_SHIFTS``, in the shares of
+            ``WEB_IMAGE_MIX``; ``looks`` says which). The same objects either way.
 
     Attributes (all length N): ``images`` uint8 [N, 3, R, R], ``tokens`` [N, L],
     ``captions`` (strings), ``labels`` (index into ``COMBINATIONS``), ``shape_ids``,
-    ``colour_ids``, ``size_ids``, ``position_ids``.
+    ``colour_ids``, ``size_ids``, ``position_ids``, ``looks`` (``"clean"`` or the
+    shift each image is drawn with).
     """
 
     def __init__(
@@ -369,8 +557,22 @@ class ToyCaptions(torch.utils.data.Dataset):
         style: str = "filled",
         shift: str | None = None,
         one_template: int | None = None,
+        captions: str = "template",
+        images: str = "clean",
     ):
         templates = _caption_templates(style)  # checks the style
+        if captions not in CAPTIONS:
+            raise ValueError(
+                f"unknown captions {captions!r}; expected one of {CAPTIONS}"
+            )
+        if images not in IMAGES:
+            raise ValueError(f"unknown images {images!r}; expected one of {IMAGES}")
+        if images == "web" and (shift is not None or style != "filled"):
+            raise ValueError(
+                "images='web' draws its own mix of looks; it takes no shift or style"
+            )
+        if captions == "web" and (one_template is not None or style != "filled"):
+            raise ValueError("captions='web' takes no one_template or style")
         if shift is not None and shift not in SHIFTS:
             raise ValueError(
                 f"unknown shift {shift!r}; expected None or one of {SHIFTS}"
@@ -403,6 +605,8 @@ class ToyCaptions(torch.utils.data.Dataset):
                 "style": style,
                 "shift": shift,
                 "one_template": one_template,
+                "captions": captions,
+                "images": images,
             }
         }
         g = torch.Generator().manual_seed(seed * len(SPLITS) + _SPLIT_STREAM[split])
@@ -427,8 +631,21 @@ class ToyCaptions(torch.utils.data.Dataset):
         ]
         rgb = (rgb + torch.randn(size, 3, generator=g) * 12).clamp(0, 255)
         backgrounds = torch.rand(size, generator=g) * 70  # dark to mid grey
-        if shift == "light background":
-            backgrounds = backgrounds + _LIGHTER
+        # the looks of a web-like world come from streams of their own, so its objects
+        # are those of the clean world with the same arguments
+        stream = seed * len(SPLITS) + _SPLIT_STREAM[split]
+        self.looks = [shift or "clean"] * size
+        if images == "web":
+            shares = torch.tensor(list(WEB_IMAGE_MIX.values()))
+            drawn = torch.multinomial(
+                shares,
+                size,
+                replacement=True,
+                generator=torch.Generator().manual_seed(_LOOK_STREAM + stream),
+            )
+            self.looks = [list(WEB_IMAGE_MIX)[i] for i in drawn.tolist()]
+        lighter = torch.tensor([look == "light background" for look in self.looks])
+        backgrounds = backgrounds + lighter * _LIGHTER
 
         images = []
         # in chunks, to bound the memory of the supersampled masks
@@ -447,13 +664,11 @@ class ToyCaptions(torch.utils.data.Dataset):
                 )
             )
         self.images = torch.cat(images)
-        if shift is not None:
-            # A stream of its own for the noise, apart from the one that drew the
-            # objects.
-            self.images = _shifted(
-                self.images,
-                shift,
-                _SHIFT_STREAM + seed * len(SPLITS) + _SPLIT_STREAM[split],
+        # A stream of its own for the noise, apart from the one that drew the objects.
+        for look in sorted(set(self.looks) - {"clean", "light background"}):
+            chosen = torch.tensor([x == look for x in self.looks])
+            self.images[chosen] = _shifted(
+                self.images[chosen], look, _SHIFT_STREAM + stream
             )
 
         template = torch.randint(len(templates), (size,), generator=g).tolist()
@@ -486,6 +701,20 @@ class ToyCaptions(torch.utils.data.Dataset):
             )
             for i in range(size)
         ]
+        if captions == "web":
+            rng = random.Random(_CAPTION_STREAM + stream)
+            variants = [
+                web_caption(
+                    rng,
+                    SHAPES[self.shape_ids[i]],
+                    COLOURS[self.colour_ids[i]],
+                    SIZES[self.size_ids[i]],
+                    POSITIONS[self.position_ids[i]],
+                    self.looks[i],
+                )
+                for i in range(size)
+            ]
+            self.captions = _fitting(variants, context_length)
         # a world where some pictures are captioned with a bare label (chapter 7's
         # ablation)
         if label_captions:

@@ -60,6 +60,10 @@ class ToyRun:
     label_captions: float = (
         0.0  # fraction of training captions that are bare labels (chapter 7's ablation)
     )
+    # the pre-training world (clip_ref.toy.data): captions from the templates or
+    # web-like, images drawn clean like the labelled world's or in the web-like mix
+    captions: str = "template"
+    images: str = "clean"
 
     def to_dict(self) -> dict:
         """Plain values, as JSON stores them (tuples become lists), so a run read
@@ -108,6 +112,12 @@ PRESETS = {
 # Chapter 7's ablation: the same training in a world where a tenth of the captions are
 # bare labels.
 PRESETS["toy-label-captions"] = dataclasses.replace(PRESETS["toy"], label_captions=0.1)
+# The robustness chapter's CLIPs: pre-trained on web-like captions and images, and the
+# same with every image drawn clean (the knob of Fang et al. 2022).
+PRESETS["toy-web"] = dataclasses.replace(PRESETS["toy"], captions="web", images="web")
+PRESETS["toy-web-clean-images"] = dataclasses.replace(
+    PRESETS["toy-web"], images="clean"
+)
 
 
 def toy_dataset(run: ToyRun, split: str, size: int | None = None) -> ToyCaptions:
@@ -121,7 +131,15 @@ def toy_dataset(run: ToyRun, split: str, size: int | None = None) -> ToyCaptions
         seed=run.train.seed,
         resolution=run.model.image_resolution,
         context_length=run.model.context_length,
-        label_captions=run.label_captions if split == "train" else 0.0,
+        **(
+            dict(
+                label_captions=run.label_captions,
+                captions=run.captions,
+                images=run.images,
+            )
+            if split == "train"
+            else {}
+        ),
     )
 
 
