@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clip_ref.loss import contrastive_loss
 from clip_ref.preprocess import normalize
 from clip_ref.tokenizer import EOT_TOKEN_ID, SOT_TOKEN_ID, tokenize
 from clip_ref.toy import PRESETS
 from clip_ref.toy.data import ToyCaptions
 from clip_ref.toy.objectives import (
     BagOfWords,
+    BagOfWordsContrastive,
     CaptionModel,
     Contrastive,
     images_to_reach,
@@ -125,14 +127,48 @@ def test_contrastive_scores_are_clips_logits(pairs):
         )
 
 
+def test_bag_of_words_contrastive_encodes_the_mean_word_and_uses_clips_loss(pairs):
+    images, tokens = pairs
+    torch.manual_seed(0)
+    model = BagOfWordsContrastive(CONFIG, vocabulary(tokens)).eval()
+    length = CONFIG.context_length
+    texts = tokenize(["a red circle", "circle red a", "a a red circle"], length)
+    with torch.no_grad():
+        encoded = model.encode_text(texts)
+        # the mean of the three word embeddings, projected: start and end left out
+        ids = model.local_ids(texts[0, 1:4])
+        expected = model.text_projection(model.word_embedding(ids).mean(dim=0))
+        torch.testing.assert_close(encoded[0], expected, rtol=1e-6, atol=1e-6)
+        # word order does not matter; how often a word occurs does
+        torch.testing.assert_close(encoded[1], encoded[0], rtol=1e-6, atol=1e-6)
+        assert not torch.allclose(encoded[2], encoded[0])
+        loss = model.loss(images[:8], tokens[:8])
+        reference = contrastive_loss(
+            model.visual(images[:8]),
+            model.encode_text(tokens[:8]),
+            model.logit_scale.exp(),
+        )
+        assert torch.equal(loss, reference)
+        scores = model.scores(images[:4], texts)
+        cosine = (
+            F.normalize(model.visual(images[:4]), dim=-1)
+            @ F.normalize(encoded, dim=-1).T
+        )
+        torch.testing.assert_close(scores, model.logit_scale.exp() * cosine)
+        model.logit_scale.fill_(10.0)
+    model.after_step()  # the temperature is clamped as CLIP's is
+    assert model.logit_scale.exp().item() == pytest.approx(100.0)
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda vocab: BagOfWords(CONFIG, vocab),
         lambda vocab: CaptionModel(CONFIG, vocab),
         lambda vocab: Contrastive(CONFIG),
+        lambda vocab: BagOfWordsContrastive(CONFIG, vocab),
     ],
-    ids=["bag-of-words", "captioning", "contrastive"],
+    ids=["bag-of-words", "captioning", "contrastive", "bag-of-words-contrastive"],
 )
 def test_each_objective_trains_its_loss_down_deterministically(pairs, make):
     images, tokens = pairs

@@ -34,6 +34,7 @@ width.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -50,6 +51,7 @@ from .in_memory import train_on_tensors
 
 __all__ = [
     "BagOfWords",
+    "BagOfWordsContrastive",
     "CaptionModel",
     "Contrastive",
     "images_to_reach",
@@ -207,6 +209,46 @@ class CaptionModel(_Predictive):
             ]
         )
         return out.view(n, t)
+
+
+class BagOfWordsContrastive(_Predictive):
+    """The contrastive model of the paper's Figure 2: the contrastive objective with a
+    bag-of-words text encoder (the mean of the caption's word embeddings, linearly
+    projected), so that it differs from :class:`BagOfWords` in its objective only.
+    The paper: "Starting with the same bag-of-words encoding baseline, we swapped the
+    predictive objective for a contrastive objective"."""
+
+    def __init__(self, config: CLIPConfig, vocab: torch.Tensor):
+        super().__init__(config, vocab)
+        width = config.transformer_width
+        self.word_embedding = nn.Embedding(len(vocab), width)
+        self.text_projection = nn.Linear(width, config.embed_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        nn.init.normal_(self.word_embedding.weight, std=0.02)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[T, L] tokens -> [T, E]: the projected mean of the word embeddings (start,
+        end and padding tokens left out)."""
+        ids = self.local_ids(tokens)
+        special = (tokens == SOT_TOKEN_ID) | (tokens == EOT_TOKEN_ID)
+        words = (~special & (ids >= 0)).float()  # [T, L]
+        summed = (self.word_embedding(ids.clamp(min=0)) * words[..., None]).sum(dim=1)
+        mean = summed / words.sum(dim=1, keepdim=True).clamp(min=1)
+        return self.text_projection(mean)
+
+    def loss(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return contrastive_loss(
+            self.visual(images), self.encode_text(tokens), self.logit_scale.exp()
+        )
+
+    def scores(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """[N, T]: the scaled cosine similarity of each image and text."""
+        image = F.normalize(self.visual(images), dim=-1)
+        text = F.normalize(self.encode_text(tokens), dim=-1)
+        return self.logit_scale.exp() * image @ text.T
+
+    def after_step(self) -> None:
+        clamp_logit_scale(self)
 
 
 class Contrastive(nn.Module):
