@@ -133,6 +133,13 @@ def test_the_unseen_shifts_darken_or_cover_a_band(clean):
     assert not set(T.UNSEEN_SHIFTS) & set(T.WEB_IMAGE_MIX)
 
 
+def test_web_captions_of_an_unseen_shift_name_no_look():
+    dark = T.ToyCaptions("seen", size=300, seed=2, captions="web", shift="dark")
+    assert set(dark.looks) == {"dark"}
+    phrases = [p for options in T._WEB_STYLE_PHRASES.values() for p in options]
+    assert not any(p in c for c in dark.captions for p in phrases)
+
+
 def test_bad_web_world_arguments_are_errors():
     with pytest.raises(ValueError, match="captions"):
         T.ToyCaptions("train", size=4, captions="forum")

@@ -360,7 +360,9 @@ def web_caption(
     if "{colour}" in order and not colour_word and not order.startswith("a "):
         order = _WEB_ORDERS[0]  # "the disc is" or "disc in" would be cut short
     style_words = rng.random() < (_WEB_STYLE_WORDS if look != "clean" else 0.2)
-    style = rng.choice(_WEB_STYLE_PHRASES[look]) if style_words else ""
+    # a look the web-like world never draws (an unseen shift) has no words of its own
+    phrases = _WEB_STYLE_PHRASES.get(look, ())
+    style = rng.choice(phrases) if style_words and phrases else ""
     before, after = rng.choice(_WEB_EXTRAS_BEFORE), rng.choice(_WEB_EXTRAS_AFTER)
     extra = rng.random() < _WEB_EXTRA
     extra_before = rng.random() < 0.5
