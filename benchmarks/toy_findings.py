@@ -115,6 +115,18 @@ QUESTIONS = {
 }
 
 
+def class_prompt_classifier(model, device) -> torch.Tensor:
+    """The chapters' zero-shot classifier of the 36 toy classes, one prompt "a {}" each:
+    [E, 36] on the CPU."""
+    return zero_shot_classifier(
+        model,
+        toy_data.CLASSNAMES,
+        [toy_data.prompt_template("a {}")],
+        device=device,
+        progress=False,
+    ).cpu()
+
+
 def labelled_images(seed, per_class, style="filled", shift=None):
     """Chapter 9's labelled toy set (all 36 classes, about ``per_class`` each), also
     in the robustness chapter's styles and shifts: normalised images [N, 3, R, R] and
@@ -252,13 +264,7 @@ def probe_findings(model, device) -> dict:
     def top1(predicted):
         return (predicted == test_y).float().mean().item()
 
-    W = zero_shot_classifier(
-        model,
-        toy_data.CLASSNAMES,
-        [toy_data.prompt_template("a {}")],
-        device=device,
-        progress=False,
-    ).cpu()
+    W = class_prompt_classifier(model, device)
     zero_shot = top1((test_x @ W).argmax(dim=-1))
     results = {}
     for k in K_VALUES:
@@ -427,13 +433,7 @@ def robustness_findings(device, runs: Path) -> dict:
                 )
                 return F.normalize(found.features.float(), dim=-1)
 
-            W = zero_shot_classifier(
-                clip,
-                toy_data.CLASSNAMES,
-                [toy_data.prompt_template("a {}")],
-                device=device,
-                progress=False,
-            ).cpu()
+            W = class_prompt_classifier(clip, device)
             test_features = {name: features(x) for name, (x, _) in tests.items()}
             accuracy[f"{kind}_zero_shot", seed] = {
                 name: top1((test_features[name] @ W).argmax(dim=-1), y)
