@@ -41,8 +41,12 @@ test: lint book browser
 test-fast: setup
 	$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
-# The student edition: every chapter without its solutions, an empty answer cell per exercise (tools/exercises.py).
+# The student edition: every chapter without its solutions, an empty answer cell per exercise, the check cells
+# kept (tools/exercises.py), in _build/student/chapters/. The folder is a small Jupyter Book of its own
+# (`jupyter-book build _build/student`); the Pages workflow publishes it at <site>/student/ and on the
+# branch student-edition, which the notebooks' Colab badges open.
 student: setup
+	rm -rf _build/student
 	$(BIN)/python tools/exercises.py --student _build/student chapters/[0-9][0-9]_*.ipynb
 
 benchmark: setup

@@ -24,18 +24,45 @@ It is idempotent: a normalised notebook comes back unchanged. ``student_edition`
 removes the solution cells (source and outputs), puts an empty answer cell where each
 exercise's solution was, and keeps everything else, outputs included.
 
+A check cell must fail on the empty answer: it reads at least one name that only its
+exercise's solution defines (no cell that stays in the student edition binds it before
+the check), so on the empty answer it raises ``NameError``. ``weak_checks`` lists the
+check cells that break this rule; ``--check`` reports them.
+
+The student edition is published (.github/workflows/pages.yml). ``--student DIR``
+writes a small Jupyter Book into DIR, built without executing anything::
+
+    DIR/_config.yml          the book's _config.yml, retitled, on branch student-edition
+    DIR/_toc.yml             the book's table of contents, chapters only
+    DIR/intro.md             what the edition is, with a link back to the full book
+    DIR/bibliography.md      the works the chapters cite
+    DIR/README.md            for the branch: what it is and where it comes from
+    DIR/chapters/NN_*.ipynb  the student notebooks
+    DIR/book/...             the files the book's config and the chapters' figures name
+
+The Pages workflow builds it into ``_build/html/student/`` beside the book (served at
+<site>/student/) and force-pushes DIR, as one commit, to the branch
+``student-edition``. Each student notebook's Colab badge (and the theme's "Launch on
+Colab" button) names that branch, so it opens the student copy:
+https://colab.research.google.com/github/annotated-clip/annotated-clip/blob/student-edition/chapters/01_contrastive_idea.ipynb
+The install cell still installs ``clip_ref`` from the main branch.
+
 Usage (from the repository root)::
 
     python tools/exercises.py chapters/*.ipynb               # normalise in place
     python tools/exercises.py --check chapters/*.ipynb   # list problems, change nothing
     python tools/exercises.py --student _build/student chapters/*.ipynb   # for students
+    jupyter-book build _build/student      # the student edition as a site (optional)
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import builtins
 import copy
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,6 +71,17 @@ import nbformat
 SOLUTION = "solution"
 CHECK = "exercise-check"
 ANSWER = "answer"
+ROOT = Path(__file__).resolve().parents[1]  # the book: _config.yml, _toc.yml, book/
+# The branch the Pages workflow pushes the student edition to, and the folder of the
+# notebooks in it (the same as in the repository, so figure paths stay valid).
+STUDENT_BRANCH = "student-edition"
+STUDENT_CHAPTERS = "chapters"
+COLAB = "https://colab.research.google.com"
+# A Colab link to a notebook on GitHub: .../github/OWNER/NAME/blob/BRANCH/PATH
+_COLAB_GITHUB = re.compile(
+    rf"(?P<head>{re.escape(COLAB)}/github/[\w.-]+/[\w.-]+/blob/)"
+    r"(?P<branch>[^/\s)\]\"'<>]+)/"
+)
 # Tags that hide only part of a cell; a solution hides all of it with hide-cell.
 PARTIAL_HIDE_TAGS = {"hide-input", "hide-output"}
 
@@ -296,9 +334,15 @@ def answer_cell(number: int):
     )
 
 
-def student_edition(nb):
+def student_links(source: str, branch: str = STUDENT_BRANCH) -> str:
+    """``source`` with every Colab link to a notebook on GitHub opening ``branch``
+    (the badge of the student edition opens the student copy)."""
+    return _COLAB_GITHUB.sub(lambda m: f"{m.group('head')}{branch}/", source)
+
+
+def student_edition(nb, branch: str = STUDENT_BRANCH):
     """A copy of ``nb`` without solutions: each solution is replaced by an empty answer
-    cell.
+    cell, and the Colab badge opens the copy on ``branch``.
 
     Solution cells go with their source and outputs; ``exercise-check`` cells and every
     other cell stay, outputs included (they are part of the chapter, not of an answer).
@@ -312,26 +356,368 @@ def student_edition(nb):
             answer["id"] = f"answer-{first_of[index]}"
             cells.append(answer)
         if not is_solution(cell):
+            cell.source = student_links(cell.source, branch)
             cells.append(cell)
     out.cells = cells
     return out
 
 
 def write_student_editions(notebooks, out_dir) -> list[Path]:
-    """Write the student edition of each notebook into ``out_dir`` (same file names);
-    return the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the student edition of each notebook into ``out_dir``/chapters (same file
+    names); return the paths."""
+    folder = Path(out_dir) / STUDENT_CHAPTERS
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for path in map(Path, notebooks):
         nb = nbformat.read(path, as_version=4)
         broken = problems(nb)
         if broken:
             raise ExerciseError(f"{path}: " + "; ".join(broken))
-        target = out_dir / path.name
+        target = folder / path.name
         nbformat.write(student_edition(nb), target)
         written.append(target)
     return written
+
+
+# --------------------------------------------------------------------------------------
+# The student edition as a book of its own.
+# --------------------------------------------------------------------------------------
+
+# Files a chapter's markdown shows: ```{figure} PATH, ```{image} PATH, ![alt](PATH),
+# <img src="PATH">
+_SHOWN_FILE = re.compile(
+    r"^\s*(?:`{3,}|:{3,})\{(?:figure|image)\}\s+(?P<directive>\S+)"
+    r"|!\[[^\]]*\]\((?P<markdown>[^)\s]+)"
+    r"|<img\s[^>]*src=[\"'](?P<html>[^\"']+)",
+    re.MULTILINE,
+)
+
+
+def _yaml():
+    import yaml  # Jupyter Book's; imported here, so the rest needs only nbformat
+
+    return yaml
+
+
+def site_url(config: dict) -> str | None:
+    """The book's GitHub Pages address, from ``repository.url`` in its _config.yml."""
+    url = (config.get("repository") or {}).get("url", "")
+    match = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)/?", url)
+    return f"https://{match[1].lower()}.github.io/{match[2]}/" if match else None
+
+
+def student_config(config: dict) -> dict:
+    """The book's _config.yml for the student edition: its own title, nothing executed,
+    and launch buttons that open the student branch."""
+    config = copy.deepcopy(config)
+    config["title"] = f"{config.get('title', 'The book')}: student edition"
+    config["only_build_toc_files"] = True
+    config["execute"] = {**(config.get("execute") or {}), "execute_notebooks": "off"}
+    if config.get("repository"):
+        config["repository"]["branch"] = STUDENT_BRANCH
+        config["repository"]["path_to_book"] = ""
+    return config
+
+
+def _config_files(config: dict) -> list[str]:
+    """The files and folders a _config.yml names: bibliographies, static files, logo."""
+    sphinx = (config.get("sphinx") or {}).get("config") or {}
+    named = [
+        *(config.get("bibtex_bibfiles") or []),
+        *(sphinx.get("html_static_path") or []),
+        *(sphinx.get("html_extra_path") or []),
+        config.get("logo"),
+        (config.get("html") or {}).get("favicon"),
+    ]
+    return [name for name in named if name]
+
+
+def student_toc(toc: dict | None, files: list[str], bibliography: bool) -> dict:
+    """The book's table of contents with only ``files`` (the chapters, in its order and
+    parts, so they keep their numbers), after a root page "intro"."""
+
+    def keep(entries):
+        kept = []
+        for entry in entries or []:
+            sections = keep(entry.get("sections"))
+            if entry.get("file") in files:
+                entry = {k: v for k, v in entry.items() if k != "sections"}
+                kept.append({**entry, "sections": sections} if sections else entry)
+                listed.append(entry["file"])
+            else:  # a page that is not a chapter: its chapters move up
+                kept += sections
+        return kept
+
+    listed: list[str] = []
+    parts = []
+    toc = toc or {}
+    for part in toc.get("parts") or [{"chapters": toc.get("chapters")}]:
+        chapters = keep(part.get("chapters"))
+        if chapters:
+            parts.append({**part, "chapters": chapters})
+    missing = [file for file in files if file not in listed]
+    if missing:
+        parts.append(
+            {"caption": "Chapters", "chapters": [{"file": f} for f in missing]}
+        )
+    if bibliography:
+        parts.append({"caption": "Back matter", "chapters": [{"file": "bibliography"}]})
+    return {"format": "jb-book", "root": "intro", "parts": parts}
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, target)
+
+
+def _inside(folder: Path, relative: str, what: str) -> Path:
+    target = (folder / relative).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ExerciseError(f"{what} {relative!r} lies outside the student edition")
+    return target
+
+
+def _intro(title: str, url: str | None) -> str:
+    book = f"[the full book]({url})" if url else "the full book"
+    return f"""# {title}: student edition
+
+This is the student edition of {book}: every chapter as the book has it, text, code
+and outputs, without the solutions to its exercises. Where a solution was, there is an
+empty code cell, "# Your answer to exercise N", for your answer. Where an answer can be
+checked mechanically, a check cell follows it: run it after your answer. It fails until
+your answer defines what the exercise asks for, and passes when the answer is right.
+
+To work on a chapter, open it in Colab with the "Open in Colab" badge at its top (or
+the rocket button of its page): that opens this edition's copy of the notebook, kept on
+the repository's `{STUDENT_BRANCH}` branch. Save a copy to your Drive to keep your
+answers. The notebooks also run in Jupyter, with the repository's package installed.
+
+The solutions, and the pages for readers and teachers, are in {book}.
+"""
+
+
+def _readme(title: str, url: str | None) -> str:
+    where = f" ({url}student/)" if url else ""
+    return f"""# {title}: student edition
+
+This branch is written by the Pages workflow (`.github/workflows/pages.yml`) on every
+push to `main`, from `python tools/exercises.py --student DIR chapters/*.ipynb`: the
+chapters in `{STUDENT_CHAPTERS}/` without their solutions, each exercise with an empty
+answer cell. Do not edit it; change the chapters on `main`. It is a small Jupyter Book,
+built without executing anything and published beside the book{where}; the Colab
+badges of its notebooks open the notebooks of this branch.
+"""
+
+
+def write_student_book(notebooks, out_dir, root: Path = ROOT) -> list[Path]:
+    """Write the student edition into ``out_dir`` as a Jupyter Book of its own (see the
+    module's docstring); return the notebooks' paths.
+
+    Its _config.yml and _toc.yml derive from the book's in ``root``; the files they
+    name, and the figures the chapters show, are copied to the same relative places.
+    """
+    yaml = _yaml()
+    out_dir, root = Path(out_dir), Path(root)
+    written = write_student_editions(notebooks, out_dir)
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8")) or {}
+    toc_path = root / "_toc.yml"
+    toc = None
+    if toc_path.is_file():
+        toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+
+    for name in _config_files(config):
+        if (root / name).exists():
+            _copy(root / name, _inside(out_dir, name, "the config's file"))
+    for source in map(Path, notebooks):
+        nb = nbformat.read(source, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            for match in _SHOWN_FILE.finditer(cell.source):
+                shown = next(group for group in match.groups() if group)
+                if re.match(r"^(?:[a-z][\w+.-]*:|/|#)", shown, re.IGNORECASE):
+                    continue  # a URL, data: or an absolute path
+                if not (source.parent / shown).is_file():
+                    raise ExerciseError(f"{source.name} shows {shown!r}: no such file")
+                _copy(
+                    source.parent / shown,
+                    _inside(out_dir, f"{STUDENT_CHAPTERS}/{shown}", source.name),
+                )
+
+    title = config.get("title", "The book")
+    url = site_url(config)
+    bibliography = bool(config.get("bibtex_bibfiles"))
+    files = [f"{STUDENT_CHAPTERS}/{path.stem}" for path in written]
+    header = (
+        "# Written by tools/exercises.py --student from the book's {} (do not edit).\n"
+    )
+    pages = {
+        "_config.yml": header.format("_config.yml")
+        + yaml.safe_dump(student_config(config), sort_keys=False, allow_unicode=True),
+        "_toc.yml": header.format("_toc.yml")
+        + yaml.safe_dump(
+            student_toc(toc, files, bibliography), sort_keys=False, allow_unicode=True
+        ),
+        "intro.md": _intro(title, url),
+        "README.md": _readme(title, url),
+    }
+    if bibliography:
+        pages["bibliography.md"] = (
+            "# Bibliography\n\nThe works the chapters cite.\n\n```{bibliography}\n```\n"
+        )
+    for name, text in pages.items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+    return written
+
+
+# --------------------------------------------------------------------------------------
+# Check cells fail on the empty answer.
+# --------------------------------------------------------------------------------------
+
+# Names a notebook has without any cell defining them.
+_PREDEFINED = set(dir(builtins)) | {"display", "get_ipython", "In", "Out", "exit"}
+# Exceptions whose handler would swallow the NameError of a missing answer.
+_SWALLOW = {"Exception", "BaseException", "NameError"}
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _python(source: str):
+    """The cell as Python (magics and shell lines commented out); None if it is not."""
+    lines = [
+        f"# {line}" if line.lstrip().startswith(("%", "!")) else line
+        for line in source.splitlines()
+    ]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def _imported(node) -> list[str]:
+    return [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+
+
+def defined_names(tree) -> set[str]:
+    """The names a cell binds at the top level, which later cells can read (``*`` for
+    a star import, which may bind anything)."""
+    names: set[str] = set()
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(child.name)
+            if isinstance(child, _SCOPES):
+                continue  # their own names are local
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                names.add(child.id)
+            elif isinstance(child, ast.Import | ast.ImportFrom):
+                names.update(_imported(child))
+            elif isinstance(child, ast.ExceptHandler) and child.name:
+                names.add(child.name)
+            visit(child)
+
+    visit(tree)
+    return names
+
+
+def _swallows_name_error(handler) -> bool:
+    if handler.type is None:
+        return True
+    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(
+        getattr(t, "id", None) in _SWALLOW or getattr(t, "attr", None) in _SWALLOW
+        for t in types
+    )
+
+
+def read_names(tree) -> set[str]:
+    """The names a cell reads and never binds itself (anywhere, to stay on the safe
+    side), leaving out reads inside a ``try`` whose handler would swallow a
+    ``NameError``."""
+    reads: set[str] = set()
+    binds: set[str] = set()
+
+    def visit(node):
+        if isinstance(node, ast.Try | getattr(ast, "TryStar", ast.Try)):
+            swallowed = any(_swallows_name_error(h) for h in node.handlers)
+            rest = [*node.handlers, *node.orelse, *node.finalbody]
+            for child in rest if swallowed else [*node.body, *rest]:
+                visit(child)
+            return
+        if isinstance(node, ast.Name):
+            (reads if isinstance(node.ctx, ast.Load) else binds).add(node.id)
+        elif isinstance(node, ast.arg):
+            binds.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            binds.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            binds.update(_imported(node))
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            binds.add(node.name)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return reads - binds
+
+
+def solution_only_names(nb) -> list[tuple[int, int | None, set[str]]]:
+    """[(check cell index, its exercise, names)] for each ``exercise-check`` cell: the
+    names it reads that its exercise's solution defines and no cell the student edition
+    keeps defines before it. The exercise is the last solution above the check."""
+    number_of = {i: n for n, indices in solution_groups(nb) for i in indices}
+    kept: set[str] = set()
+    solved: dict[int, set[str]] = {}
+    exercise = None
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if index in number_of:
+            exercise = number_of[index]
+        if cell.cell_type != "code":
+            continue
+        tree = _python(cell.source)
+        if index in number_of:
+            if tree is not None:
+                solved.setdefault(exercise, set()).update(defined_names(tree))
+            continue
+        if CHECK in tags(cell):
+            names = set()
+            if tree is not None and "*" not in kept:
+                names = read_names(tree) & solved.get(exercise, set())
+                names -= kept | _PREDEFINED
+            found.append((index, exercise, names))
+        if tree is not None:
+            kept |= defined_names(tree)
+    return found
+
+
+def weak_checks(nb) -> list[str]:
+    """The ``exercise-check`` cells that could pass on the empty answer: they read no
+    name that only their exercise's solution defines (an empty list when none)."""
+    weak = []
+    for index, exercise, names in solution_only_names(nb):
+        cell = nb.cells[index]
+        if exercise is None:
+            weak.append(f"{_where(cell, index)}: a check cell above every solution")
+        elif not names:
+            weak.append(
+                f"{_where(cell, index)}, the check of exercise {exercise}, reads no "
+                f"name that only Solution {exercise} defines, so it does not fail on "
+                "the empty answer"
+            )
+    return weak
 
 
 def main(argv=None) -> int:
@@ -345,13 +731,17 @@ def main(argv=None) -> int:
         "convention",
     )
     mode.add_argument(
-        "--student", type=Path, metavar="DIR", help="write the student edition into DIR"
+        "--student",
+        type=Path,
+        metavar="DIR",
+        help="write the student edition into DIR, as a Jupyter Book of its own",
     )
     args = parser.parse_args(argv)
 
     if args.student:
-        for path in write_student_editions(args.notebooks, args.student):
+        for path in write_student_book(args.notebooks, args.student):
             print(f"wrote {path}")
+        print(f"the student edition is in {args.student}; jupyter-book builds it")
         return 0
 
     status = 0
@@ -359,6 +749,8 @@ def main(argv=None) -> int:
         original = nbformat.read(path, as_version=4)
         nb = original
         broken = problems(nb)
+        if not broken and args.check:
+            broken = weak_checks(nb)
         if broken:
             status = 1
             print(f"{path}:", *(f"  - {p}" for p in broken), sep="\n", file=sys.stderr)
