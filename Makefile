@@ -31,11 +31,13 @@ book: setup
 browser:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-# Unit, parity and property tests, every chapter under nbval (strict), and the built pages in a browser;
+# Unit, parity and property tests, every chapter under nbval (strict), and the built pages in a browser,
+# on two workers pinned to a core each (tests/workers.py: the chapters compute the same numbers);
 # the 20 slowest tests are listed at the end, to keep an eye on the suite's time.
 test: lint book browser
 	$(BIN)/python -m pytest tests chapters --nbval --nbval-current-env \
-	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=20 \
+	    -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The Python tests alone, without notebooks, the browser or the tests marked slow (CI runs those too).
 test-fast: setup

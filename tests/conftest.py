@@ -1,7 +1,8 @@
 """Shared test set-up: the CPU kernels the stored outputs were computed with (capped
 here, before torch is imported, and inherited by the notebook kernels:
 tests/cpu_kernels.py), the same global torch state at the start of every test, whatever
-ran before it, and the Colab rehearsal folded into the nbval run (tests/rehearsal.py).
+ran before it, the Colab rehearsal folded into the nbval run (tests/rehearsal.py), and
+how ``make test`` shares the tests between its two workers (tests/workers.py).
 
 Tests that pin the thread count (for reproducible sums) or change other process-wide
 torch settings would otherwise leak them into every later test, so that speed and
@@ -13,8 +14,10 @@ import tempfile
 from pathlib import Path
 
 from cpu_kernels import cap_cpu_kernels
+from workers import order_and_group, pin_this_worker
 
 cap_cpu_kernels()  # before torch is imported
+pin_this_worker()  # under pytest-xdist: a core per worker, before torch starts threads
 
 import pytest
 import torch
@@ -45,14 +48,15 @@ def restore_torch_state():
 _REHEARSAL = {}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    if not config.getoption("nbval", default=False):
-        return
-    from rehearsal import rehearse_items
+    if config.getoption("nbval", default=False):
+        from rehearsal import rehearse_items
 
-    folder = Path(tempfile.mkdtemp(prefix="clip-ref-rehearsal-"))
-    _REHEARSAL["folder"] = folder
-    _REHEARSAL["counts"] = rehearse_items(items, folder)
+        folder = Path(tempfile.mkdtemp(prefix="clip-ref-rehearsal-"))
+        _REHEARSAL["folder"] = folder
+        _REHEARSAL["counts"] = rehearse_items(items, folder)
+    order_and_group(items)
 
 
 @pytest.fixture(scope="session")
