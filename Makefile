@@ -37,7 +37,7 @@ browser:
 test: lint book browser
 	$(BIN)/python -m pytest tests chapters --nbval --nbval-current-env \
 	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=20 \
-	    -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	    -n 2 $(PYTEST_ARGS)
 
 # The Python tests alone, without notebooks, the browser or the tests marked slow (CI runs those too).
 test-fast: setup

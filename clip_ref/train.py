@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from .grad_cache import cached_contrastive_backward
 from .layers import Transformer
@@ -39,6 +39,7 @@ from .training_run import (
     check_fp32,
     check_run,
     distributed_context,
+    fetch_batch,
     freeze_frozen_batchnorm,
     run_description,
 )
@@ -302,7 +303,7 @@ def train(
             if step >= end:
                 break
             # [n, 3, R, R], [n, L]
-            images, tokens = default_collate([dataset[i] for i in indices])
+            images, tokens = fetch_batch(dataset, indices)
             images, tokens = images.to(run.device), tokens.to(run.device)
             lr = learning_rate(step, config)
             loss, grad_norm = _step(

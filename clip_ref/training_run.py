@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, default_collate
 from tqdm import tqdm
 
 from .device import default_device
@@ -111,6 +111,16 @@ def batches(sampler: DistributedSampler, local_batch: int, step: int):
         for b in range(skip, per_epoch):
             yield order[b * local_batch : (b + 1) * local_batch]
         epoch, skip = epoch + 1, 0
+
+
+def fetch_batch(dataset: Dataset, indices: list[int]):
+    """The items of ``dataset`` at ``indices``, collated into batch tensors. A dataset
+    with ``__getitems__`` (PyTorch's batched fetch, as ``DataLoader`` uses it) gives
+    them in one call; any other, item by item."""
+    fetch = getattr(dataset, "__getitems__", None)
+    return default_collate(
+        fetch(indices) if fetch is not None else [dataset[i] for i in indices]
+    )
 
 
 def check_fp32(model: nn.Module) -> None:

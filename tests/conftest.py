@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from cpu_kernels import cap_cpu_kernels
-from workers import order_and_group, pin_this_worker
+from workers import longest_first, make_scheduler, pin_this_worker
 
 cap_cpu_kernels()  # before torch is imported
 pin_this_worker()  # under pytest-xdist: a core per worker, before torch starts threads
@@ -48,15 +48,19 @@ def restore_torch_state():
 _REHEARSAL = {}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
-    if config.getoption("nbval", default=False):
-        from rehearsal import rehearse_items
+    longest_first(items)
+    if not config.getoption("nbval", default=False):
+        return
+    from rehearsal import rehearse_items
 
-        folder = Path(tempfile.mkdtemp(prefix="clip-ref-rehearsal-"))
-        _REHEARSAL["folder"] = folder
-        _REHEARSAL["counts"] = rehearse_items(items, folder)
-    order_and_group(items)
+    folder = Path(tempfile.mkdtemp(prefix="clip-ref-rehearsal-"))
+    _REHEARSAL["folder"] = folder
+    _REHEARSAL["counts"] = rehearse_items(items, folder)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")

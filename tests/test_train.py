@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from cpu_kernels import CPU_KERNELS
+from torch.utils.data import default_collate
 
 import clip_ref
 from clip_ref import CLIP, EOT_TOKEN_ID
@@ -28,6 +29,7 @@ from clip_ref.toy import (
 )
 from clip_ref.toy import data as T
 from clip_ref.train import clamp_logit_scale, learning_rate, param_groups
+from clip_ref.training_run import fetch_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 # The smoke-test preset, shortened further and with a training set of 4 batches, so that
@@ -272,6 +274,22 @@ def test_items_are_normalised_images_and_tokens():
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert tokens.shape == (20,) and tokens.dtype == torch.long
     torch.testing.assert_close(image, normalize(data.images[3]))
+
+
+def test_a_batch_fetched_at_once_is_the_batch_fetched_item_by_item():
+    data = T.ToyCaptions("train", size=64, seed=3, captions="web", images="web")
+    indices = [5, 0, 63, 5, 17]
+    at_once = fetch_batch(data, indices)
+    by_item = default_collate([data[i] for i in indices])
+    for a, b in zip(at_once, by_item):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert at_once[0].shape == (5, 3, 32, 32) and at_once[1].shape == (5, 16)
+    # a dataset without __getitems__ is fetched item by item
+    plain = torch.utils.data.TensorDataset(data.images[:8], data.tokens[:8])
+    images, tokens = fetch_batch(plain, [7, 1])
+    assert torch.equal(images, data.images[[7, 1]]) and torch.equal(
+        tokens, data.tokens[[7, 1]]
+    )
 
 
 def test_class_prompts_follow_the_label_order_with_english_articles():

@@ -11,15 +11,16 @@ other worker. (Two unpinned workers of two threads each fight over both cores an
 slower than one; pinned, a toy training takes about 1.5 times as long, and two of them
 run at once.)
 
-Each file's tests, each notebook's cells and the chapters that share the toy CLIP of
-``chapters/runs/toy`` stay in one worker, in order (:func:`order_and_group`): a
-notebook's cells share one kernel, and the first of those chapters trains the toy CLIP
-that the others reuse. The longest units go first, so that the two workers finish
+The work goes out in units (:class:`ByUnit`): a test file, a notebook (its cells share
+one kernel), or all the chapters that share the toy CLIP of ``chapters/runs/toy`` (the
+first of them trains it, the others reuse it). A worker runs a unit whole and in order;
+the longest units go first (:func:`longest_first`), so that the two workers finish
 together.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -28,19 +29,20 @@ import pytest
 
 # The longest units of work (measured with --durations), longest first; the rest follow
 # in the order pytest collected them.
+TOY_CLIP = "the chapters of the toy CLIP"
 LONGEST_FIRST = (
     "chapters/09_robustness.ipynb",
     "chapters/06_training_objectives.ipynb",
-    "the toy CLIP",
+    TOY_CLIP,
     "tests/test_parity.py",
     "tests/test_book.py",
 )
-TOY_CLIP = "the toy CLIP"
 # A chapter that loads the toy CLIP of chapters/runs/toy: the folder named, or the
 # function's default.
 _LOADS_THE_TOY_CLIP = re.compile(
     r"""["']runs/toy["']|trained_toy_clip\((progress=\w+)?\)"""
 )
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pin_this_worker() -> None:
@@ -52,10 +54,10 @@ def pin_this_worker() -> None:
     count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     cpus = sorted(os.sched_getaffinity(0))
     index = int(worker.removeprefix("gw"))
-    mine = cpus[index % len(cpus) :: count] or cpus
-    os.sched_setaffinity(0, mine)
+    os.sched_setaffinity(0, cpus[index % len(cpus) :: count])
 
 
+@functools.cache
 def loads_the_toy_clip(notebook: Path) -> bool:
     """Whether ``notebook``'s code loads (or first trains) the shared toy CLIP."""
     import nbformat
@@ -65,28 +67,35 @@ def loads_the_toy_clip(notebook: Path) -> bool:
     return bool(_LOADS_THE_TOY_CLIP.search(code))
 
 
-def unit_of(item: pytest.Item, root: Path) -> str:
-    """The unit of work ``item`` belongs to: its file, or the chapters of the toy
+def unit_of(nodeid: str) -> str:
+    """The unit of work of the test ``nodeid``: its file, or the chapters of the toy
     CLIP."""
-    path = Path(item.path)
-    if path.suffix == ".ipynb" and loads_the_toy_clip(path):
+    path = nodeid.split("::")[0]
+    if path.endswith(".ipynb") and loads_the_toy_clip(ROOT / path):
         return TOY_CLIP
-    return path.relative_to(root).as_posix()
+    return path
 
 
-def order_and_group(items: list[pytest.Item]) -> None:
-    """Mark every item with its unit of work (``xdist_group``, for ``--dist
-    loadgroup``) and put the longest units first, keeping the collected order inside a
-    unit and among the rest (in place)."""
-    if not items:
-        return
-    root = Path(items[0].config.rootpath)
-    units = {}
-    for item in items:
-        unit = units.setdefault(item.path, unit_of(item, root))
-        item.add_marker(pytest.mark.xdist_group(unit))
-    first = {unit: rank for rank, unit in enumerate(LONGEST_FIRST)}
+def longest_first(items: list[pytest.Item]) -> None:
+    """Put the units of ``LONGEST_FIRST`` first, in that order, keeping the collected
+    order inside each unit and among the rest (in place)."""
+    rank = {unit: n for n, unit in enumerate(LONGEST_FIRST)}
     collected = {id(item): n for n, item in enumerate(items)}
-    items.sort(
-        key=lambda item: (first.get(units[item.path], len(first)), collected[id(item)])
-    )
+
+    def key(item):
+        return rank.get(unit_of(item.nodeid), len(rank)), collected[id(item)]
+
+    items.sort(key=key)
+
+
+def make_scheduler(config, log):
+    """xdist's scheduling by scope, with :func:`unit_of` as the scope and the units
+    sent in the collected order (see :func:`longest_first`)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByUnit(config, log)
