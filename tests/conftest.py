@@ -59,8 +59,17 @@ def pytest_collection_modifyitems(session, config, items):
     _REHEARSAL["counts"] = rehearse_items(items, folder)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     return make_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Under xdist, the rehearsal's counts come from the workers, which collected."""
+    counts = getattr(node, "workeroutput", {}).get("rehearsal")
+    if counts is not None:
+        _REHEARSAL.setdefault("counts", tuple(counts))
 
 
 @pytest.fixture(scope="session")
@@ -84,5 +93,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_sessionfinish(session):
+    if "counts" in _REHEARSAL and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["rehearsal"] = _REHEARSAL["counts"]
     if "folder" in _REHEARSAL:
         shutil.rmtree(_REHEARSAL["folder"], ignore_errors=True)

@@ -19,6 +19,7 @@ from PIL import Image
 from support import perturbed_state_dict
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.datasets import ImageFolder
+from workers import unpinned
 
 from clip_ref import CLIPConfig, build_model
 from clip_ref.evaluate import Features, accuracy, evaluate, image_features, image_folder
@@ -388,6 +389,7 @@ def test_command_line_as_a_module(model, numbered_folder, checkpoint):
         env=env,
         cwd=REPO,
         timeout=300,
+        preexec_fn=unpinned,  # a make-test worker runs on one core: this runs on all
     )
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr

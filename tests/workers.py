@@ -43,6 +43,10 @@ _LOADS_THE_TOY_CLIP = re.compile(
     r"""["']runs/toy["']|trained_toy_clip\((progress=\w+)?\)"""
 )
 ROOT = Path(__file__).resolve().parents[1]
+# The CPUs this process may use before pin_this_worker narrows them.
+ALL_CPUS = (
+    frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+)
 
 
 def pin_this_worker() -> None:
@@ -54,7 +58,14 @@ def pin_this_worker() -> None:
     count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     cpus = sorted(os.sched_getaffinity(0))
     index = int(worker.removeprefix("gw"))
-    os.sched_setaffinity(0, cpus[index % len(cpus) :: count])
+    os.sched_setaffinity(0, cpus[index % len(cpus) :: count] or cpus)
+
+
+def unpinned() -> None:
+    """A ``preexec_fn`` for a subprocess that must see every CPU, as a user's command
+    does (``DataLoader`` warns when given more workers than it sees CPUs)."""
+    if ALL_CPUS is not None:
+        os.sched_setaffinity(0, ALL_CPUS)
 
 
 @functools.cache
